@@ -1,0 +1,44 @@
+//! The wire protocol of tally: what a coordinator and a worker say to each
+//! other over a pipe, and the algebra of the partial aggregates they trade.
+//!
+//! * [`frame`]: a frame is a `u32` little-endian length and that many bytes of
+//!   MessagePack. A length above the reader's maximum is refused before any
+//!   allocation.
+//! * [`message`]: [`ToWorker`] and [`FromWorker`], the two directions. Every
+//!   struct is a MessagePack map keyed by field name, every enum a one-entry
+//!   map `{variant: body}` (a bare string for variants without a body), so a
+//!   worker in any language reads them with a stock msgpack library.
+//! * [`query`]: the query a coordinator prepares on its workers.
+//! * [`partial`]: mergeable aggregate states ([`NumState`], [`Partial`]) and
+//!   the [`GroupTable`] that merges them. The merge is part of the contract:
+//!   a custom worker must produce states that merge the same way.
+//!
+//! This crate is the only one that owns wire types; PROTOCOL.md at the top of
+//! the repository describes the same bytes for non-Rust readers.
+//!
+//! ```
+//! use tally_protocol::{frame, ToWorker, PROTOCOL_VERSION};
+//! let mut wire = Vec::new();
+//! frame::write_message(&mut wire, &ToWorker::Hello { protocol_version: PROTOCOL_VERSION }).unwrap();
+//! let mut reader = frame::FrameReader::new(&wire[..], frame::DEFAULT_MAX_FRAME);
+//! let back: ToWorker = reader.read_message().unwrap().unwrap();
+//! assert_eq!(back, ToWorker::Hello { protocol_version: PROTOCOL_VERSION });
+//! ```
+#![deny(missing_docs)]
+
+mod error;
+pub mod frame;
+pub mod message;
+pub mod partial;
+pub mod query;
+
+pub use error::Error;
+pub use message::{
+    Counters, ErrorKind, FromWorker, Location, Source, TaskError, TaskResult, ToWorker,
+};
+pub use partial::{GroupState, GroupTable, NumState, Partial};
+pub use query::{AggFunc, Aggregate, InputFormat, OnError, QuerySpec};
+
+/// Version of the wire protocol. Bumped on any incompatible change; the
+/// handshake refuses a peer with another version.
+pub const PROTOCOL_VERSION: u32 = 1;

@@ -1,0 +1,292 @@
+//! The messages, one enum per direction.
+
+use serde::{Deserialize, Serialize};
+use serde_bytes::ByteBuf;
+
+use crate::{Partial, QuerySpec};
+
+/// Coordinator to worker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ToWorker {
+    /// First message: the coordinator's protocol version. The worker answers
+    /// with [`FromWorker::Hello`].
+    Hello {
+        /// [`crate::PROTOCOL_VERSION`] of the coordinator.
+        protocol_version: u32,
+    },
+    /// Prepare a query once; tasks refer to it by `query_id`. No answer: a
+    /// query that cannot be prepared fails each of its tasks.
+    Prepare {
+        /// Identifier chosen by the coordinator.
+        query_id: u64,
+        /// The query.
+        query: QuerySpec,
+    },
+    /// Aggregate one chunk. The answer is [`FromWorker::Result`] or
+    /// [`FromWorker::TaskError`] with the same `task_id`.
+    Task {
+        /// Identifier chosen by the coordinator, unique within a run.
+        task_id: u64,
+        /// A prepared query.
+        query_id: u64,
+        /// Where the records are.
+        source: Source,
+    },
+    /// Finish: the worker exits after answering what it holds.
+    Shutdown,
+}
+
+/// Where a task's records are.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// A byte range of a file the worker opens itself. The task owns the
+    /// records that start in `[start, end)`; the last one may run past `end`.
+    FileRange {
+        /// Path, as the worker can open it.
+        path: String,
+        /// First byte of the range.
+        start: u64,
+        /// One past the last byte of the range.
+        end: u64,
+        /// Whether `start` lies inside a quoted field (an odd number of quote
+        /// bytes before it). The coordinator learns this from the quote
+        /// counts of the chunks before, and re-sends a task whose guess was
+        /// wrong.
+        start_in_quotes: bool,
+    },
+    /// Whole records carried in the message (stdin, streams, remote
+    /// workers without the file).
+    Inline {
+        /// Name for error messages (`"<stdin>"`).
+        name: String,
+        /// Line number of the first record, for error messages.
+        first_line: u64,
+        /// The records; as MessagePack bin.
+        bytes: ByteBuf,
+    },
+}
+
+/// Worker to coordinator.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FromWorker {
+    /// Answer to [`ToWorker::Hello`].
+    Hello {
+        /// [`crate::PROTOCOL_VERSION`] of the worker.
+        protocol_version: u32,
+        /// The worker build's version (free text).
+        worker_version: String,
+        /// Process id, for logs and error messages.
+        pid: u32,
+        /// Kernel names it can run.
+        kernels: Vec<String>,
+    },
+    /// A task's partial aggregate.
+    Result(TaskResult),
+    /// A task that failed.
+    TaskError(TaskError),
+}
+
+/// A finished task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskResult {
+    /// The task's identifier.
+    pub task_id: u64,
+    /// The aggregate over the task's records.
+    pub partial: Partial,
+    /// What was read.
+    pub counters: Counters,
+    /// The first few records left out under [`crate::OnError::Skip`].
+    pub bad_samples: Vec<Location>,
+}
+
+/// What a task read.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counters {
+    /// Records aggregated.
+    pub records: u64,
+    /// Bytes of the records the task owned.
+    pub bytes: u64,
+    /// Records left out because a value did not parse.
+    pub bad_records: u64,
+    /// Quote bytes in the task's byte range (file sources with quoting):
+    /// the coordinator sums these to know whether a later chunk starts
+    /// inside quotes.
+    pub quotes: u64,
+    /// Whether the task was parsed with `start_in_quotes` (echoed).
+    pub start_in_quotes: bool,
+}
+
+/// A failed task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskError {
+    /// The task's identifier.
+    pub task_id: u64,
+    /// Whose fault.
+    pub kind: ErrorKind,
+    /// What went wrong, for a person.
+    pub message: String,
+    /// Where, when known.
+    pub location: Option<Location>,
+}
+
+/// Classes of task failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// The data is bad (a value that does not parse, a record too long).
+    /// Retrying elsewhere gives the same answer.
+    Input,
+    /// The query does not fit the data (unknown column, unknown kernel).
+    Query,
+    /// The worker could not read the source (missing file, permissions).
+    Io,
+    /// A bug or resource failure in the worker; another worker may succeed.
+    Internal,
+}
+
+/// A place in the input.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Location {
+    /// File path or stream name.
+    pub path: String,
+    /// 1-based line number, when known.
+    pub line: Option<u64>,
+    /// Byte offset of the record's first byte.
+    pub byte_offset: u64,
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "{}:{line} (byte {})", self.path, self.byte_offset),
+            None => write!(f, "{} (byte {})", self.path, self.byte_offset),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::{encode_frame, FrameReader, DEFAULT_MAX_FRAME};
+    use crate::{AggFunc, Aggregate, GroupState, InputFormat, NumState, OnError};
+
+    fn round_trip<T>(msg: &T) -> T
+    where
+        T: Serialize + serde::de::DeserializeOwned,
+    {
+        let mut wire = Vec::new();
+        encode_frame(&mut wire, msg).unwrap();
+        FrameReader::new(&wire[..], DEFAULT_MAX_FRAME)
+            .read_message()
+            .unwrap()
+            .unwrap()
+    }
+
+    #[test]
+    fn every_message_round_trips() {
+        let query = QuerySpec {
+            kernel: "delimited".into(),
+            input: InputFormat {
+                delimiter: b';',
+                quote: Some(b'"'),
+                header: false,
+                columns: vec!["station".into(), "temp".into()],
+            },
+            group_by: vec!["station".into()],
+            aggregates: vec![Aggregate {
+                func: AggFunc::Mean,
+                column: Some("temp".into()),
+            }],
+            on_error: OnError::Skip,
+        };
+        let to = [
+            ToWorker::Hello {
+                protocol_version: 1,
+            },
+            ToWorker::Prepare { query_id: 3, query },
+            ToWorker::Task {
+                task_id: 9,
+                query_id: 3,
+                source: Source::FileRange {
+                    path: "/data/m.txt".into(),
+                    start: 0,
+                    end: 1 << 40,
+                    start_in_quotes: true,
+                },
+            },
+            ToWorker::Task {
+                task_id: 10,
+                query_id: 3,
+                source: Source::Inline {
+                    name: "<stdin>".into(),
+                    first_line: 1,
+                    bytes: ByteBuf::from(b"a;1.0\n".to_vec()),
+                },
+            },
+            ToWorker::Shutdown,
+        ];
+        for m in &to {
+            assert_eq!(&round_trip(m), m);
+        }
+        let mut state = NumState::default();
+        state.push_f64(2.5);
+        let from = [
+            FromWorker::Hello {
+                protocol_version: 1,
+                worker_version: "0.1.0".into(),
+                pid: 42,
+                kernels: vec!["delimited".into()],
+            },
+            FromWorker::Result(TaskResult {
+                task_id: 9,
+                partial: Partial {
+                    groups: vec![GroupState {
+                        key: vec![Some(ByteBuf::from(b"Hamburg".to_vec())), None],
+                        rows: 1,
+                        values: vec![state],
+                    }],
+                },
+                counters: Counters {
+                    records: 1,
+                    bytes: 12,
+                    ..Counters::default()
+                },
+                bad_samples: vec![Location {
+                    path: "x".into(),
+                    line: Some(3),
+                    byte_offset: 20,
+                }],
+            }),
+            FromWorker::TaskError(TaskError {
+                task_id: 9,
+                kind: ErrorKind::Input,
+                message: "not a number".into(),
+                location: None,
+            }),
+        ];
+        for m in &from {
+            assert_eq!(&round_trip(m), m);
+        }
+    }
+
+    #[test]
+    fn shutdown_is_a_bare_string_and_hello_a_map() {
+        // The byte layout PROTOCOL.md promises.
+        let mut wire = Vec::new();
+        encode_frame(&mut wire, &ToWorker::Shutdown).unwrap();
+        assert_eq!(&wire[4..], b"\xa8shutdown");
+        wire.clear();
+        encode_frame(
+            &mut wire,
+            &ToWorker::Hello {
+                protocol_version: 1,
+            },
+        )
+        .unwrap();
+        assert_eq!(&wire[..4], &[26, 0, 0, 0]);
+        assert_eq!(&wire[4..], b"\x81\xa5hello\x81\xb0protocol_version\x01");
+    }
+}
