@@ -1,1 +1,23 @@
-fn main() {}
+//! `tally`: flags in, a validated configuration to the library, an exit
+//! code out. Exit codes: 0 done, 1 error, 2 bad flags, 3 partial result
+//! (chunks left out under `--on-error skip`).
+
+mod cli;
+mod commands;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    let cli = cli::Cli::parse();
+    match commands::dispatch(cli) {
+        Ok(code) => code,
+        Err(e) if commands::is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tally: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

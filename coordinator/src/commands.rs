@@ -1,0 +1,209 @@
+//! What each subcommand does with its configuration.
+
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use tally_coordinator::gen::{write_1brc, write_events, EventsSpec, OneBrcSpec};
+use tally_coordinator::pool::WorkerPool;
+use tally_coordinator::run::{run, RunSummary};
+use tally_coordinator::{query, ErrorPolicy, OutputFormat, RunConfig};
+use tally_protocol::{InputFormat, OnError, QuerySpec};
+
+use crate::cli::{Cli, Command, DemoArgs, GenCommand, PoolArgs};
+
+/// Exit code of a run whose result leaves chunks out.
+const PARTIAL: u8 = 3;
+
+pub fn dispatch(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Run(args) => {
+            let config = args.to_config()?;
+            let stdout = io::stdout();
+            let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
+            let summary = run(&config, &mut out)?;
+            Ok(report(&summary))
+        }
+        Command::Gen(g) => generate(g),
+        Command::Workers(args) => workers(&args),
+        Command::Demo(args) => demo(&args),
+    }
+}
+
+/// Whether the error is a closed stdout (`tally ... | head`): a clean exit.
+pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<io::Error>()
+            .is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)
+            || matches!(
+                c.downcast_ref::<tally_coordinator::Error>(),
+                Some(tally_coordinator::Error::Output(io)) if io.kind() == io::ErrorKind::BrokenPipe
+            )
+    })
+}
+
+/// The summary on stderr; the exit code.
+fn report(s: &RunSummary) -> ExitCode {
+    if s.totals.bad_records > 0 {
+        eprintln!(
+            "tally: {} bad record(s) left out (--on-error skip)",
+            s.totals.bad_records
+        );
+        for loc in &s.totals.bad_samples {
+            eprintln!("  at {loc}");
+        }
+    }
+    if s.workers_lost > 0 {
+        eprintln!(
+            "tally: {} worker(s) lost and replaced; their chunks were run again",
+            s.workers_lost
+        );
+    }
+    if s.skipped.is_empty() {
+        return ExitCode::SUCCESS;
+    }
+    eprintln!(
+        "tally: PARTIAL RESULT: {} chunk(s) failed on every attempt and are not counted:",
+        s.skipped.len()
+    );
+    for c in &s.skipped {
+        eprintln!(
+            "  {} bytes {}..{}: {}",
+            c.path,
+            c.start,
+            c.end,
+            c.errors.join("; ")
+        );
+    }
+    ExitCode::from(PARTIAL)
+}
+
+fn output(path: Option<&std::path::Path>) -> Result<Box<dyn Write>> {
+    Ok(match path {
+        Some(p) => Box::new(BufWriter::with_capacity(
+            1 << 20,
+            File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
+        )),
+        None => Box::new(BufWriter::with_capacity(1 << 20, io::stdout().lock())),
+    })
+}
+
+fn generate(g: GenCommand) -> Result<ExitCode> {
+    match g {
+        GenCommand::OneBrc {
+            rows,
+            stations,
+            seed,
+            output: path,
+        } => {
+            if !(1..=100_000).contains(&stations) {
+                anyhow::bail!("--stations must be between 1 and 100000");
+            }
+            let mut out = output(path.as_deref())?;
+            write_1brc(&mut out, &OneBrcSpec { rows, stations, seed })?;
+            out.flush()?;
+        }
+        GenCommand::Events {
+            rows,
+            seed,
+            output: path,
+        } => {
+            let mut out = output(path.as_deref())?;
+            write_events(&mut out, &EventsSpec { rows, seed })?;
+            out.flush()?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn workers(args: &PoolArgs) -> Result<ExitCode> {
+    let config = args.to_config()?;
+    let started = Instant::now();
+    let pool = WorkerPool::start(&config)?;
+    let elapsed = started.elapsed();
+    let mut out = io::stdout().lock();
+    writeln!(out, "worker  pid      protocol  version  kernels")?;
+    for w in pool.ready() {
+        writeln!(
+            out,
+            "{:<6}  {:<7}  {:<8}  {:<7}  {}",
+            w.id,
+            w.pid,
+            w.protocol_version,
+            w.version,
+            w.kernels.join(",")
+        )?;
+    }
+    writeln!(
+        out,
+        "{} worker(s) `{}` ready in {:.1} ms",
+        pool.ready_count(),
+        config.command.display(),
+        elapsed.as_secs_f64() * 1e3
+    )?;
+    pool.shutdown(std::time::Duration::from_secs(2));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn demo(args: &DemoArgs) -> Result<ExitCode> {
+    let dir = std::env::temp_dir().join(format!("tally-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let path = dir.join("measurements.txt");
+    let result = (|| -> Result<ExitCode> {
+        let t = Instant::now();
+        {
+            let mut out = BufWriter::with_capacity(1 << 20, File::create(&path)?);
+            write_1brc(
+                &mut out,
+                &OneBrcSpec {
+                    rows: args.rows,
+                    stations: 413,
+                    seed: 1,
+                },
+            )?;
+            out.flush()?;
+        }
+        let gen_time = t.elapsed();
+        let size = std::fs::metadata(&path)?.len();
+        let config = RunConfig {
+            inputs: vec![path.clone()],
+            query: QuerySpec {
+                kernel: "delimited".into(),
+                input: InputFormat {
+                    delimiter: b';',
+                    quote: None,
+                    header: false,
+                    columns: vec!["station".into(), "temp".into()],
+                },
+                group_by: vec!["station".into()],
+                aggregates: query::parse_aggregates("min(temp),mean(temp),max(temp)")?,
+                on_error: OnError::Fail,
+            },
+            chunk_size: tally_coordinator::config::DEFAULT_CHUNK_SIZE,
+            format: OutputFormat::OneBrc,
+            pool: args.pool.to_config()?,
+            progress: true,
+            max_attempts: 3,
+            task_timeout: std::time::Duration::from_secs(60),
+            on_error: ErrorPolicy::Fail,
+        };
+        let mut out = BufWriter::new(io::stdout().lock());
+        let summary = run(&config, &mut out)?;
+        out.flush()?;
+        eprintln!(
+            "tally demo: generated {} rows ({:.1} MB) in {:.2} s; aggregated {} stations with {} worker(s) in {:.3} s ({:.0} MB/s)",
+            args.rows,
+            size as f64 / 1e6,
+            gen_time.as_secs_f64(),
+            summary.groups,
+            summary.workers,
+            summary.elapsed.as_secs_f64(),
+            size as f64 / 1e6 / summary.elapsed.as_secs_f64().max(1e-9),
+        );
+        Ok(report(&summary))
+    })();
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}

@@ -1,0 +1,205 @@
+//! Merges task results in chunk order, and checks the quote-state guess
+//! each task was run with.
+//!
+//! A chunk may start inside a quoted CSV field. Whether it does is the
+//! parity of the quote bytes before it, which is known only once every
+//! earlier chunk of the file has been read. Tasks therefore run on a guess
+//! (outside quotes, unless the state is already known) and report their
+//! quote count; results wait here until all earlier chunks are merged, and a
+//! result whose guess was wrong is sent back to be run again. Merging in
+//! chunk order also makes the floating-point parts of the result identical
+//! for any worker count.
+
+use std::collections::BTreeMap;
+
+use tally_protocol::{Counters, GroupTable, Location, Partial};
+
+use crate::planner::Chunk;
+
+/// Totals over the merged chunks.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Totals {
+    /// Records aggregated.
+    pub records: u64,
+    /// Bytes read.
+    pub bytes: u64,
+    /// Records left out as bad.
+    pub bad_records: u64,
+    /// The first few of them.
+    pub bad_samples: Vec<Location>,
+}
+
+/// What the merger wants from the scheduler.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rerun {
+    /// The chunk to run again.
+    pub chunk: usize,
+    /// With this quote state at its start.
+    pub start_in_quotes: bool,
+}
+
+/// The in-order merger.
+pub struct ChunkMerger {
+    first_of_file: Vec<bool>,
+    next: usize,
+    in_quotes: bool,
+    waiting: BTreeMap<usize, (Partial, Counters, Vec<Location>)>,
+    table: GroupTable,
+    totals: Totals,
+}
+
+/// Bad-record locations kept for the summary.
+const MAX_BAD_SAMPLES: usize = 10;
+
+impl ChunkMerger {
+    /// A merger for these chunks.
+    pub fn new(chunks: &[Chunk]) -> Self {
+        ChunkMerger {
+            first_of_file: chunks.iter().map(|c| c.first_of_file).collect(),
+            next: 0,
+            in_quotes: false,
+            waiting: BTreeMap::new(),
+            table: GroupTable::new(),
+            totals: Totals::default(),
+        }
+    }
+
+    /// The first chunk not merged yet.
+    pub fn next_needed(&self) -> usize {
+        self.next
+    }
+
+    /// Whether every chunk is merged.
+    pub fn is_complete(&self) -> bool {
+        self.next == self.first_of_file.len()
+    }
+
+    /// The quote state at the start of `chunk` if it is known now.
+    pub fn known_quote_state(&self, chunk: usize) -> Option<bool> {
+        if self.first_of_file.get(chunk).copied().unwrap_or(false) {
+            Some(false)
+        } else if chunk == self.next {
+            Some(self.in_quotes)
+        } else {
+            None
+        }
+    }
+
+    /// Results held back, waiting for an earlier chunk.
+    pub fn waiting(&self) -> usize {
+        self.waiting.len()
+    }
+
+    /// Accepts the result of `chunk` (once: the scheduler drops duplicates)
+    /// and merges what can be merged. Returns a chunk to run again when its
+    /// quote-state guess turned out wrong.
+    pub fn accept(
+        &mut self,
+        chunk: usize,
+        partial: Partial,
+        counters: Counters,
+        bad: Vec<Location>,
+    ) -> Option<Rerun> {
+        self.waiting.insert(chunk, (partial, counters, bad));
+        while let Some((partial, counters, bad)) = self.waiting.remove(&self.next) {
+            let expected = match self.first_of_file.get(self.next) {
+                Some(true) => false,
+                _ => self.in_quotes,
+            };
+            if counters.start_in_quotes != expected {
+                return Some(Rerun {
+                    chunk: self.next,
+                    start_in_quotes: expected,
+                });
+            }
+            self.in_quotes = expected ^ (counters.quotes % 2 == 1);
+            self.table.merge(partial);
+            self.totals.records += counters.records;
+            self.totals.bytes += counters.bytes;
+            self.totals.bad_records += counters.bad_records;
+            for loc in bad {
+                if self.totals.bad_samples.len() < MAX_BAD_SAMPLES {
+                    self.totals.bad_samples.push(loc);
+                }
+            }
+            self.next += 1;
+        }
+        None
+    }
+
+    /// Marks a chunk as given up (`--on-error skip` after its attempts): it
+    /// counts as merged with nothing in it. Its quote count is unknown, so
+    /// the next chunk's state is assumed outside quotes.
+    pub fn skip(&mut self, chunk: usize) -> Option<Rerun> {
+        self.accept(
+            chunk,
+            Partial::default(),
+            Counters {
+                start_in_quotes: self.known_quote_state(chunk).unwrap_or(false),
+                ..Counters::default()
+            },
+            Vec::new(),
+        )
+    }
+
+    /// The merged groups and totals.
+    pub fn finish(self) -> (GroupTable, Totals) {
+        (self.table, self.totals)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunk(index: usize, first: bool) -> Chunk {
+        Chunk {
+            index,
+            path: "f".into(),
+            start: 0,
+            end: 0,
+            first_of_file: first,
+        }
+    }
+
+    fn counters(quotes: u64, start_in_quotes: bool) -> Counters {
+        Counters {
+            records: 1,
+            quotes,
+            start_in_quotes,
+            ..Counters::default()
+        }
+    }
+
+    #[test]
+    fn out_of_order_results_wait_and_wrong_guesses_rerun() {
+        let chunks = [chunk(0, true), chunk(1, false), chunk(2, false)];
+        let mut m = ChunkMerger::new(&chunks);
+        // Chunk 2 arrives first, guessed outside quotes.
+        assert_eq!(m.accept(2, Partial::default(), counters(0, false), vec![]), None);
+        assert_eq!(m.waiting(), 1);
+        // Chunk 0 has an odd quote count: chunk 1 starts inside quotes.
+        assert_eq!(m.accept(0, Partial::default(), counters(3, false), vec![]), None);
+        assert_eq!(m.known_quote_state(1), Some(true));
+        assert_eq!(
+            m.accept(1, Partial::default(), counters(1, false), vec![]),
+            Some(Rerun {
+                chunk: 1,
+                start_in_quotes: true
+            })
+        );
+        // The rerun closes the quote; chunk 2's guess was right.
+        assert_eq!(m.accept(1, Partial::default(), counters(1, true), vec![]), None);
+        assert!(m.is_complete());
+        assert_eq!(m.finish().1.records, 3);
+    }
+
+    #[test]
+    fn a_new_file_resets_the_quote_state() {
+        let chunks = [chunk(0, true), chunk(1, true)];
+        let mut m = ChunkMerger::new(&chunks);
+        assert_eq!(m.accept(0, Partial::default(), counters(1, false), vec![]), None);
+        assert_eq!(m.accept(1, Partial::default(), counters(0, false), vec![]), None);
+        assert!(m.is_complete());
+    }
+}

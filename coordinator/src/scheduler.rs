@@ -1,0 +1,439 @@
+//! Sends chunks to workers, keeps a few in flight on each, retries what a
+//! lost worker held, and feeds results to the [`ChunkMerger`].
+//!
+//! **Invariant:** a chunk's partial is merged exactly once: a result counts
+//! only if it answers the attempt in flight now, from the worker that holds
+//! it; anything else (a late answer from a worker given up, a duplicate) is
+//! dropped.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use log::{debug, info, warn};
+use tally_protocol::{ErrorKind, FromWorker, GroupTable, QuerySpec, Source, ToWorker};
+
+use crate::config::ErrorPolicy;
+use crate::error::{Error, Result};
+use crate::merger::{ChunkMerger, Totals};
+use crate::planner::Chunk;
+use crate::pool::{PoolEvent, WorkerId, WorkerPool};
+use crate::progress::Progress;
+
+/// How the scheduler behaves under failure.
+#[derive(Debug, Clone)]
+pub struct ScheduleOptions {
+    /// Attempts per chunk before it is poison.
+    pub max_attempts: u32,
+    /// A task running longer than this gets its worker killed.
+    pub task_timeout: Duration,
+    /// Tasks in flight per worker.
+    pub in_flight_per_worker: usize,
+    /// Fail on a poison chunk, or skip it and report it.
+    pub on_error: ErrorPolicy,
+    /// Worker replacements allowed over the run.
+    pub max_respawns: usize,
+}
+
+/// A chunk left out under `--on-error skip`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkippedChunk {
+    /// File.
+    pub path: String,
+    /// First byte.
+    pub start: u64,
+    /// One past the last byte.
+    pub end: u64,
+    /// What the workers said.
+    pub errors: Vec<String>,
+}
+
+/// The outcome of a batch.
+pub struct BatchOutcome {
+    /// Merged groups.
+    pub table: GroupTable,
+    /// Records, bytes, bad records.
+    pub totals: Totals,
+    /// Chunks left out.
+    pub skipped: Vec<SkippedChunk>,
+    /// Workers lost (and replaced) during the run.
+    pub workers_lost: usize,
+}
+
+struct InFlight {
+    chunk: usize,
+    worker: WorkerId,
+    start_in_quotes: bool,
+}
+
+#[derive(Default)]
+struct WorkerQueue {
+    tasks: VecDeque<u64>,
+    head_since: Option<Instant>,
+    prepared: bool,
+}
+
+const QUERY_ID: u64 = 1;
+
+/// Runs every chunk of `chunks` through the pool and merges the results.
+pub fn run_batch(
+    pool: &mut WorkerPool,
+    query: &QuerySpec,
+    chunks: &[Chunk],
+    opts: &ScheduleOptions,
+    progress: &mut Progress,
+) -> Result<BatchOutcome> {
+    let mut s = Scheduler {
+        query,
+        chunks,
+        opts,
+        merger: ChunkMerger::new(chunks),
+        queue: chunks.iter().map(|c| (c.index, None)).collect(),
+        attempts: vec![0; chunks.len()],
+        errors: vec![Vec::new(); chunks.len()],
+        in_flight: HashMap::new(),
+        workers: BTreeMap::new(),
+        next_task: 0,
+        skipped: Vec::new(),
+        workers_lost: 0,
+        respawns: 0,
+        last_respawn: None,
+    };
+    for info in pool.ready() {
+        s.workers.insert(info.id, WorkerQueue::default());
+    }
+    // Lookahead past the first unmerged chunk, so held-back results (and
+    // memory) stay bounded whatever a slow chunk does.
+    let window = (pool.ready_count() * opts.in_flight_per_worker * 4).max(16);
+    loop {
+        s.dispatch(pool, window)?;
+        if s.merger.is_complete() {
+            break;
+        }
+        if s.workers.is_empty() && pool.is_empty() {
+            s.replace_worker(pool)?;
+        }
+        match pool.next_event(Duration::from_millis(100))? {
+            None => {}
+            Some(PoolEvent::Ready(id)) => {
+                s.workers.insert(id, WorkerQueue::default());
+            }
+            Some(PoolEvent::Message(id, msg)) => s.on_message(pool, id, msg, progress)?,
+            Some(PoolEvent::Lost { worker, reason }) => {
+                s.on_lost(worker, &reason)?;
+                s.replace_worker(pool)?;
+            }
+        }
+        s.check_timeouts(pool)?;
+    }
+    let (table, totals) = s.merger.finish();
+    Ok(BatchOutcome {
+        table,
+        totals,
+        skipped: s.skipped,
+        workers_lost: s.workers_lost,
+    })
+}
+
+struct Scheduler<'a> {
+    query: &'a QuerySpec,
+    chunks: &'a [Chunk],
+    opts: &'a ScheduleOptions,
+    merger: ChunkMerger,
+    /// Chunks to send, with a known quote state for reruns.
+    queue: VecDeque<(usize, Option<bool>)>,
+    attempts: Vec<u32>,
+    errors: Vec<Vec<String>>,
+    in_flight: HashMap<u64, InFlight>,
+    workers: BTreeMap<WorkerId, WorkerQueue>,
+    next_task: u64,
+    skipped: Vec<SkippedChunk>,
+    workers_lost: usize,
+    respawns: usize,
+    last_respawn: Option<Instant>,
+}
+
+impl Scheduler<'_> {
+    fn dispatch(&mut self, pool: &mut WorkerPool, window: usize) -> Result<()> {
+        loop {
+            let Some(&(chunk, hint)) = self.queue.front() else {
+                return Ok(());
+            };
+            if chunk >= self.merger.next_needed() + window {
+                return Ok(());
+            }
+            // The least-loaded worker with room.
+            let Some((&id, _)) = self
+                .workers
+                .iter()
+                .filter(|(_, q)| q.tasks.len() < self.opts.in_flight_per_worker)
+                .min_by_key(|(_, q)| q.tasks.len())
+            else {
+                return Ok(());
+            };
+            self.queue.pop_front();
+            let c = &self.chunks[chunk];
+            let start_in_quotes = hint
+                .or_else(|| self.merger.known_quote_state(chunk))
+                .unwrap_or(false);
+            let task_id = self.next_task;
+            self.next_task += 1;
+            let queue = self.workers.entry(id).or_default();
+            let mut sent = Ok(());
+            if !queue.prepared {
+                sent = pool.send(
+                    id,
+                    ToWorker::Prepare {
+                        query_id: QUERY_ID,
+                        query: self.query.clone(),
+                    },
+                );
+                queue.prepared = true;
+            }
+            if sent.is_ok() {
+                sent = pool.send(
+                    id,
+                    ToWorker::Task {
+                        task_id,
+                        query_id: QUERY_ID,
+                        source: Source::FileRange {
+                            path: c.path.clone(),
+                            start: c.start,
+                            end: c.end,
+                            start_in_quotes,
+                        },
+                    },
+                );
+            }
+            match sent {
+                Ok(()) => {
+                    let queue = self.workers.entry(id).or_default();
+                    if queue.tasks.is_empty() {
+                        queue.head_since = Some(Instant::now());
+                    }
+                    queue.tasks.push_back(task_id);
+                    self.in_flight.insert(
+                        task_id,
+                        InFlight {
+                            chunk,
+                            worker: id,
+                            start_in_quotes,
+                        },
+                    );
+                }
+                Err(reason) => {
+                    // The pool killed it; put the chunk back and give up the
+                    // worker's other tasks.
+                    self.queue.push_front((chunk, hint));
+                    self.on_lost(id, &reason)?;
+                    self.replace_worker(pool)?;
+                }
+            }
+        }
+    }
+
+    fn on_message(
+        &mut self,
+        pool: &mut WorkerPool,
+        id: WorkerId,
+        msg: FromWorker,
+        progress: &mut Progress,
+    ) -> Result<()> {
+        let task_id = match &msg {
+            FromWorker::Result(r) => r.task_id,
+            FromWorker::TaskError(e) => e.task_id,
+            FromWorker::Hello { .. } => {
+                let reason = pool.kill(id, "sent a second handshake");
+                self.on_lost(id, &reason)?;
+                return self.replace_worker(pool);
+            }
+        };
+        match self.in_flight.get(&task_id) {
+            Some(f) if f.worker == id => {}
+            _ => {
+                let reason = pool.kill(id, &format!("answered task {task_id}, which it does not hold"));
+                self.on_lost(id, &reason)?;
+                return self.replace_worker(pool);
+            }
+        }
+        let Some(flight) = self.in_flight.remove(&task_id) else {
+            return Ok(());
+        };
+        if let Some(q) = self.workers.get_mut(&id) {
+            q.tasks.retain(|&t| t != task_id);
+            q.head_since = (!q.tasks.is_empty()).then(Instant::now);
+        }
+        let chunk = flight.chunk;
+        match msg {
+            FromWorker::Result(r) => {
+                if r.counters.start_in_quotes != flight.start_in_quotes {
+                    let reason = pool.kill(id, "echoed the wrong quote state");
+                    self.queue.push_front((chunk, Some(flight.start_in_quotes)));
+                    self.on_lost(id, &reason)?;
+                    return self.replace_worker(pool);
+                }
+                let bytes = self.chunks[chunk].end - self.chunks[chunk].start;
+                if let Some(rerun) = self.merger.accept(chunk, r.partial, r.counters, r.bad_samples)
+                {
+                    debug!(
+                        "chunk {} starts inside quotes: running it again",
+                        rerun.chunk
+                    );
+                    self.queue
+                        .push_front((rerun.chunk, Some(rerun.start_in_quotes)));
+                }
+                progress.advance(bytes);
+            }
+            FromWorker::TaskError(e) => {
+                let c = &self.chunks[chunk];
+                match e.kind {
+                    // The data or the query is at fault: every worker would
+                    // say the same.
+                    ErrorKind::Input | ErrorKind::Query | ErrorKind::Io => {
+                        return Err(Error::Data {
+                            kind: e.kind,
+                            message: e.message,
+                            location: e.location,
+                        });
+                    }
+                    ErrorKind::Internal => {
+                        let pid = pool.info(id).map(|i| i.pid).unwrap_or(0);
+                        warn!(
+                            "worker pid {pid} failed on {}:{}..{}: {}",
+                            c.path, c.start, c.end, e.message
+                        );
+                        self.failed_attempt(chunk, format!("worker pid {pid}: {}", e.message))?;
+                    }
+                }
+            }
+            FromWorker::Hello { .. } => {}
+        }
+        Ok(())
+    }
+
+    /// Counts a failed attempt at `chunk`; requeues it or gives it up.
+    fn failed_attempt(&mut self, chunk: usize, error: String) -> Result<()> {
+        self.attempts[chunk] += 1;
+        self.errors[chunk].push(error);
+        if self.attempts[chunk] < self.opts.max_attempts {
+            self.queue.push_front((chunk, None));
+            return Ok(());
+        }
+        let c = &self.chunks[chunk];
+        match self.opts.on_error {
+            ErrorPolicy::Fail => Err(Error::Poison {
+                path: c.path.clone(),
+                start: c.start,
+                end: c.end,
+                line: first_line_of(&c.path, c.start)
+                    .map(|l| l.to_string())
+                    .unwrap_or_else(|| "?".into()),
+                attempts: self.attempts[chunk],
+                errors: self.errors[chunk].join("; "),
+            }),
+            ErrorPolicy::Skip => {
+                warn!(
+                    "skipping {}:{}..{} after {} failed attempts",
+                    c.path, c.start, c.end, self.attempts[chunk]
+                );
+                self.skipped.push(SkippedChunk {
+                    path: c.path.clone(),
+                    start: c.start,
+                    end: c.end,
+                    errors: self.errors[chunk].clone(),
+                });
+                if let Some(rerun) = self.merger.skip(chunk) {
+                    self.queue
+                        .push_front((rerun.chunk, Some(rerun.start_in_quotes)));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// A worker is gone: the task it was running counts as a failed attempt;
+    /// the ones queued behind it go back without penalty.
+    fn on_lost(&mut self, id: WorkerId, reason: &str) -> Result<()> {
+        self.workers_lost += 1;
+        let Some(q) = self.workers.remove(&id) else {
+            return Ok(());
+        };
+        let mut tasks = q.tasks.into_iter();
+        let head = tasks.next();
+        for t in tasks.rev() {
+            if let Some(f) = self.in_flight.remove(&t) {
+                self.queue.push_front((f.chunk, Some(f.start_in_quotes)));
+            }
+        }
+        if let Some(t) = head {
+            if let Some(f) = self.in_flight.remove(&t) {
+                self.failed_attempt(f.chunk, reason.to_string())?;
+            }
+        }
+        Ok(())
+    }
+
+    fn replace_worker(&mut self, pool: &mut WorkerPool) -> Result<()> {
+        if self.respawns >= self.opts.max_respawns {
+            if pool.is_empty() {
+                return Err(Error::Workers(format!(
+                    "all workers died and {} replacements were already started; last errors: {}",
+                    self.respawns,
+                    self.errors
+                        .iter()
+                        .flatten()
+                        .last()
+                        .cloned()
+                        .unwrap_or_default()
+                )));
+            }
+            return Ok(());
+        }
+        // Rate limit: at most one replacement every 50 ms.
+        if let Some(t) = self.last_respawn {
+            let since = t.elapsed();
+            if since < Duration::from_millis(50) {
+                std::thread::sleep(Duration::from_millis(50) - since);
+            }
+        }
+        self.respawns += 1;
+        self.last_respawn = Some(Instant::now());
+        let id = pool.spawn()?;
+        info!("started replacement worker {id}");
+        Ok(())
+    }
+
+    fn check_timeouts(&mut self, pool: &mut WorkerPool) -> Result<()> {
+        let now = Instant::now();
+        let late: Vec<WorkerId> = self
+            .workers
+            .iter()
+            .filter(|(_, q)| {
+                q.head_since
+                    .is_some_and(|t| now.duration_since(t) > self.opts.task_timeout)
+            })
+            .map(|(&id, _)| id)
+            .collect();
+        for id in late {
+            let secs = self.opts.task_timeout.as_secs_f64();
+            let reason = pool.kill(id, &format!("ran one task past --task-timeout ({secs}s)"));
+            self.on_lost(id, &reason)?;
+            self.replace_worker(pool)?;
+        }
+        Ok(())
+    }
+}
+
+/// 1-based line number of byte `offset` of a file (error messages only).
+pub fn first_line_of(path: &str, offset: u64) -> Option<u64> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).ok()?.take(offset);
+    let mut buf = vec![0u8; 1 << 20];
+    let mut lines = 1u64;
+    loop {
+        let n = f.read(&mut buf).ok()?;
+        if n == 0 {
+            return Some(lines);
+        }
+        lines += buf[..n].iter().filter(|&&b| b == b'\n').count() as u64;
+    }
+}
