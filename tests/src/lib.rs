@@ -1,1 +1,1 @@
-//! Test support: fake workers.
+//! Support for tally's end-to-end tests: fake workers live in `src/bin/`.

@@ -1,0 +1,256 @@
+#!/usr/bin/env bash
+# Benchmark: GROUP BY over big files, tally vs DuckDB vs Polars.
+#
+# usage: bench/run.sh
+#
+# Environment (defaults in brackets):
+#   QUERIES    queries to run, any of q1 q2 q3            ["q1 q2 q3"]
+#   RUNS       timed runs per command (after 1 warm-up)   [5]
+#   Q1_ROWS    rows of the 1BRC file, 413 stations        [50000000]
+#   Q2_ROWS    rows of the 1BRC file, 10000 stations      [50000000]
+#   Q3_ROWS    rows of the events CSV                     [10000000]
+#   EXTRAS     also run -j1/-j2, start-up and memory: 1/0 [1]
+#   TALLY      use this tally binary instead of building one
+#
+# Writes bench/data/ (generated inputs, reused while their spec is
+# unchanged), bench/results/ (hyperfine JSON, query outputs, metadata) and
+# BENCHMARKS.md at the repository root (by bench/report.py).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+
+QUERIES=${QUERIES:-"q1 q2 q3"}
+RUNS=${RUNS:-5}
+Q1_ROWS=${Q1_ROWS:-50000000}
+Q2_ROWS=${Q2_ROWS:-50000000}
+Q3_ROWS=${Q3_ROWS:-10000000}
+EXTRAS=${EXTRAS:-1}
+
+DATA=bench/data
+RESULTS=bench/results
+VENV=.venv
+PY=$VENV/bin/python
+
+log() { printf '\n==> %s\n' "$*" >&2; }
+die() { printf 'bench/run.sh: %s\n' "$*" >&2; exit 1; }
+
+for q in $QUERIES; do
+    case $q in q1 | q2 | q3) ;; *) die "unknown query '$q' in QUERIES (use q1 q2 q3)" ;; esac
+done
+case $RUNS in '' | *[!0-9]*) die "RUNS must be a positive integer, got '$RUNS'" ;; esac
+
+# ---------------------------------------------------------------- tools
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+        die "need root to run: $*"
+    fi
+}
+
+ensure_hyperfine() {
+    command -v hyperfine >/dev/null && return
+    command -v apt-get >/dev/null || die "hyperfine is missing and apt-get is not available: install hyperfine"
+    log "installing hyperfine (apt-get)"
+    as_root apt-get install -y hyperfine || { as_root apt-get update && as_root apt-get install -y hyperfine; }
+}
+
+ensure_venv() {
+    if [ -x "$PY" ] && "$PY" -c 'import duckdb, polars' 2>/dev/null; then return; fi
+    log "creating $VENV with duckdb and polars (PyPI)"
+    [ -x "$PY" ] || python3 -m venv "$VENV"
+    "$PY" -m pip install --quiet --upgrade duckdb polars
+    "$PY" -c 'import duckdb, polars' || die "duckdb/polars did not import from $VENV"
+}
+
+build_tally() {
+    if [ -n "${TALLY:-}" ]; then
+        [ -x "$TALLY" ] || die "TALLY=$TALLY is not an executable"
+        return
+    fi
+    log "building tally (release)"
+    cargo build --release
+    local target=${CARGO_TARGET_DIR:-target}
+    TALLY=$target/release/tally
+    [ -x "$TALLY" ] || die "no tally binary at $TALLY after the build"
+}
+
+# ---------------------------------------------------------------- data
+
+# gen FILE ARGS...: runs `tally gen ARGS > FILE` unless FILE exists and was
+# made by the same command (recorded in FILE.spec).
+gen() {
+    local file=$1
+    shift
+    local spec="gen $*"
+    if [ -f "$file" ] && [ -f "$file.spec" ] && [ "$(cat "$file.spec")" = "$spec" ]; then
+        return
+    fi
+    log "generating $file: tally $spec"
+    rm -f "$file" "$file.spec"
+    "$TALLY" gen "$@" >"$file.tmp"
+    mv "$file.tmp" "$file"
+    printf '%s\n' "$spec" >"$file.spec"
+}
+
+data_file() {
+    case $1 in
+        q1) echo "$DATA/q1.txt" ;;
+        q2) echo "$DATA/q2.txt" ;;
+        q3) echo "$DATA/q3.csv" ;;
+    esac
+}
+
+make_data() {
+    mkdir -p "$DATA"
+    local q
+    for q in $QUERIES; do
+        case $q in
+            q1) gen "$DATA/q1.txt" 1brc --rows "$Q1_ROWS" ;;
+            q2) gen "$DATA/q2.txt" 1brc --rows "$Q2_ROWS" --stations 10000 ;;
+            q3) gen "$DATA/q3.csv" events --rows "$Q3_ROWS" ;;
+        esac
+    done
+}
+
+# ---------------------------------------------------------------- commands
+
+# Shell-quoted command lines, as hyperfine runs them through a shell.
+q() { printf '%q' "$1"; }
+
+tally_cmd() { # query file [extra tally flags...]
+    local query=$1 file=$2
+    shift 2
+    local extra=${*:+ $*}
+    case $query in
+        q1 | q2)
+            echo "$(q "$TALLY") run $(q "$file")$extra --delimiter ';' --no-header --columns station,temp --by station --agg 'min(temp),mean(temp),max(temp)' --format 1brc"
+            ;;
+        q3)
+            echo "$(q "$TALLY") run $(q "$file")$extra --by country --agg 'count,sum(bytes),mean(latency_ms),min(latency_ms),max(latency_ms),stddev(latency_ms)' --format csv"
+            ;;
+    esac
+}
+duckdb_cmd() { echo "$(q "$PY") bench/duckdb_q.py $1 $(q "$2")"; }
+polars_cmd() { echo "$(q "$PY") bench/polars_q.py $1 $(q "$2")"; }
+
+# ---------------------------------------------------------------- runs
+
+run_query() {
+    local query=$1 file
+    file=$(data_file "$query")
+    local t d p
+    t=$(tally_cmd "$query" "$file")
+    d=$(duckdb_cmd "$query" "$file")
+    p=$(polars_cmd "$query" "$file")
+    log "$query: checking each command once (outputs in $RESULTS/$query.*.out)"
+    bash -c "$t" >"$RESULTS/$query.tally.out" || die "tally failed on $query: $t"
+    bash -c "$d" >"$RESULTS/$query.duckdb.out" || die "duckdb failed on $query: $d"
+    bash -c "$p" >"$RESULTS/$query.polars.out" || die "polars failed on $query: $p"
+    log "$query: timing ($RUNS runs, warm cache)"
+    hyperfine --warmup 1 --runs "$RUNS" --output=null \
+        --export-json "$RESULTS/$query.json" \
+        -n tally "$t" -n duckdb "$d" -n polars "$p"
+}
+
+run_workers() {
+    local file=$DATA/q1.txt
+    log "q1: tally -j1 vs -j2"
+    hyperfine --warmup 1 --runs "$RUNS" --output=null \
+        --export-json "$RESULTS/q1-workers.json" \
+        -n j1 "$(tally_cmd q1 "$file" -j1)" -n j2 "$(tally_cmd q1 "$file" -j2)"
+}
+
+run_startup() {
+    local one=$DATA/one-line.txt
+    printf 'Hamburg;12.0\n' >"$one"
+    log "start-up: tally run on a 1-line file; tally workers; Python imports for reference"
+    # --shell=none: no shell start-up inside these millisecond timings.
+    hyperfine --shell=none --warmup 3 --runs 20 --output=null \
+        --export-json "$RESULTS/startup.json" \
+        -n "tally run (1-line file)" "$(tally_cmd q1 "$one")" \
+        -n "tally workers" "$(q "$TALLY") workers" \
+        -n "python -c 'import duckdb'" "$(q "$PY") -c 'import duckdb'" \
+        -n "python -c 'import polars'" "$(q "$PY") -c 'import polars'"
+}
+
+# max_rss_kb CMD: the largest resident set of any one process of CMD (GNU
+# time reports the maximum over the process and the children it waited for).
+max_rss_kb() {
+    local err
+    err=$(mktemp)
+    /usr/bin/time -v bash -c "$1" >/dev/null 2>"$err" || { cat "$err" >&2; rm -f "$err"; return 1; }
+    awk -F': ' '/Maximum resident set size/ {print $2}' "$err"
+    rm -f "$err"
+}
+
+run_memory() {
+    if [ ! -x /usr/bin/time ]; then
+        log "memory: /usr/bin/time missing (apt-get install time), skipped"
+        return
+    fi
+    # Two sizes for tally: Q1 and a tenth of it, to show whether memory grows with input.
+    local small=$DATA/mem-small.txt small_rows=$((Q1_ROWS / 10 > 0 ? Q1_ROWS / 10 : 1))
+    gen "$small" 1brc --rows "$small_rows"
+    log "memory: max RSS"
+    {
+        printf 'tool\tfile\trows\tmax_rss_kb\n'
+        printf 'tally\t%s\t%s\t%s\n' "$small" "$small_rows" "$(max_rss_kb "$(tally_cmd q1 "$small")")"
+        printf 'tally\t%s\t%s\t%s\n' "$DATA/q1.txt" "$Q1_ROWS" "$(max_rss_kb "$(tally_cmd q1 "$DATA/q1.txt")")"
+        printf 'duckdb\t%s\t%s\t%s\n' "$DATA/q1.txt" "$Q1_ROWS" "$(max_rss_kb "$(duckdb_cmd q1 "$DATA/q1.txt")")"
+        printf 'polars\t%s\t%s\t%s\n' "$DATA/q1.txt" "$Q1_ROWS" "$(max_rss_kb "$(polars_cmd q1 "$DATA/q1.txt")")"
+    } >"$RESULTS/memory.tsv"
+}
+
+write_meta() {
+    local git_rev
+    if git_rev=$(git rev-parse --short HEAD 2>/dev/null); then
+        git diff --quiet HEAD -- 2>/dev/null || git_rev="$git_rev (with uncommitted changes)"
+    else
+        git_rev=unknown
+    fi
+    local cmd="QUERIES='$QUERIES' RUNS=$RUNS Q1_ROWS=$Q1_ROWS Q2_ROWS=$Q2_ROWS Q3_ROWS=$Q3_ROWS EXTRAS=$EXTRAS bench/run.sh"
+    {
+        printf 'command\t%s\n' "$cmd"
+        printf 'tally_rev\t%s\n' "$git_rev"
+        printf 'tally_version\t%s\n' "$("$TALLY" --version 2>/dev/null || echo unknown)"
+        printf 'duckdb_version\t%s\n' "$("$PY" -c 'import duckdb; print(duckdb.__version__)')"
+        printf 'polars_version\t%s\n' "$("$PY" -c 'import polars; print(polars.__version__)')"
+        printf 'hyperfine_version\t%s\n' "$(hyperfine --version)"
+        printf 'python_version\t%s\n' "$("$PY" -c 'import sys; print(sys.version.split()[0])')"
+        printf 'queries\t%s\n' "$QUERIES"
+        printf 'runs\t%s\n' "$RUNS"
+        local query file
+        for query in $QUERIES; do
+            file=$(data_file "$query")
+            printf '%s_file\t%s\n' "$query" "$file"
+            printf '%s_bytes\t%s\n' "$query" "$(wc -c <"$file" | tr -d ' ')"
+            printf '%s_gen\t%s\n' "$query" "$(cat "$file.spec")"
+        done
+    } >"$RESULTS/meta.tsv"
+}
+
+main() {
+    ensure_hyperfine
+    ensure_venv
+    build_tally
+    mkdir -p "$RESULTS"
+    # Results of an earlier run with other settings must not leak into the report.
+    rm -f "$RESULTS"/*.json "$RESULTS"/*.out "$RESULTS"/*.tsv
+    make_data
+    local query
+    for query in $QUERIES; do
+        run_query "$query"
+    done
+    if [ "$EXTRAS" = 1 ]; then
+        case " $QUERIES " in *" q1 "*) run_workers ;; *) log "-j1/-j2 needs q1 in QUERIES, skipped" ;; esac
+        run_startup
+        case " $QUERIES " in *" q1 "*) run_memory ;; *) log "memory needs q1 in QUERIES, skipped" ;; esac
+    fi
+    write_meta
+    log "writing BENCHMARKS.md"
+    python3 bench/report.py --results "$RESULTS" --out BENCHMARKS.md
+    log "done: BENCHMARKS.md"
+}
+
+main "$@"
