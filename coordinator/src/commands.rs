@@ -44,6 +44,14 @@ pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
     })
 }
 
+/// The signal that stopped the run, if that is what `e` is.
+pub fn interrupted(e: &anyhow::Error) -> Option<i32> {
+    e.chain().find_map(|c| match c.downcast_ref::<tally_coordinator::Error>() {
+        Some(tally_coordinator::Error::Interrupted(sig)) => Some(*sig),
+        _ => None,
+    })
+}
+
 /// The summary on stderr; the exit code.
 fn report(s: &RunSummary) -> ExitCode {
     if s.totals.bad_records > 0 {

@@ -67,6 +67,10 @@ pub enum Error {
         /// What the workers said, one per attempt.
         errors: String,
     },
+    /// The run was stopped by a signal (Ctrl-C, SIGTERM); the workers were
+    /// stopped.
+    #[error("interrupted by signal {0}; workers stopped")]
+    Interrupted(i32),
     /// Writing the output failed.
     #[error("writing output: {0}")]
     Output(#[from] std::io::Error),

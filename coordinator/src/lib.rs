@@ -46,6 +46,7 @@ pub mod progress;
 pub mod query;
 pub mod run;
 pub mod scheduler;
+pub mod signals;
 
 pub use config::{ErrorPolicy, OutputFormat, PoolConfig, RunConfig, WorkerCommand};
 pub use error::{Error, Result};

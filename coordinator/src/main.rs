@@ -12,12 +12,18 @@ use clap::Parser;
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let cli = cli::Cli::parse();
+    if let Err(e) = tally_coordinator::signals::install() {
+        eprintln!("tally: cannot install signal handlers: {e}");
+    }
     match commands::dispatch(cli) {
         Ok(code) => code,
         Err(e) if commands::is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("tally: {e:#}");
-            ExitCode::FAILURE
+            match commands::interrupted(&e) {
+                Some(sig) => ExitCode::from(128u8.saturating_add(sig as u8)),
+                None => ExitCode::FAILURE,
+            }
         }
     }
 }

@@ -104,6 +104,9 @@ impl WorkerPool {
         }
         let deadline = Instant::now() + config.handshake_timeout;
         while pool.ready_count() < config.workers {
+            if let Some(sig) = crate::signals::pending() {
+                return Err(Error::Interrupted(sig));
+            }
             let left = deadline.saturating_duration_since(Instant::now());
             match pool.next_event(left)? {
                 Some(PoolEvent::Ready(_)) => {}
@@ -408,9 +411,15 @@ impl Drop for WorkerPool {
     }
 }
 
-/// On Linux, a worker gets SIGKILL when the coordinator dies, even by
-/// SIGKILL; elsewhere it exits on stdin EOF.
+/// A worker runs in its own process group (a Ctrl-C at the terminal reaches
+/// the coordinator, which stops the workers). On Linux it gets SIGKILL when
+/// the coordinator dies, even by SIGKILL; everywhere it exits on stdin EOF.
 fn die_with_parent(command: &mut Command) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::CommandExt;
+        command.process_group(0);
+    }
     #[cfg(target_os = "linux")]
     {
         use std::os::unix::process::CommandExt;

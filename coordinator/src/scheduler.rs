@@ -109,6 +109,9 @@ pub fn run_batch(
         if s.merger.is_complete() {
             break;
         }
+        if let Some(sig) = crate::signals::pending() {
+            return Err(Error::Interrupted(sig));
+        }
         if s.workers.is_empty() && pool.is_empty() {
             s.replace_worker(pool)?;
         }
