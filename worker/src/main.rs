@@ -1,1 +1,3 @@
-fn main() {}
+fn main() -> std::process::ExitCode {
+    tally_worker::run_main(tally_worker::Registry::with_builtins())
+}

@@ -1,0 +1,166 @@
+//! One split record at a time into the group table: parse the values, find
+//! the group, accumulate. A record with a bad value changes nothing.
+
+use tally_protocol::Partial;
+
+use super::columns::Columns;
+use super::number::{parse_number, trim_spaces, Number};
+use super::scan::Span;
+use super::table::{encode_key, GroupTable, KeyShape};
+
+/// Why a record was left out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BadRecord {
+    /// The record has `have` fields; the query needs more.
+    TooFewFields {
+        /// Fields the record has.
+        have: usize,
+    },
+    /// Value column `value` (index into the value columns) holds `span`,
+    /// which is not a number.
+    NotANumber {
+        /// Index into `QuerySpec::value_columns`.
+        value: usize,
+        /// The field.
+        span: Span,
+    },
+}
+
+/// Longest field quoted in an error message.
+const QUOTED: usize = 60;
+
+impl BadRecord {
+    /// The message for a person. `base` is the buffer the record was split
+    /// into; `key_names`/`value_names` and `columns` name the fields.
+    pub(crate) fn message(
+        &self,
+        base: &[u8],
+        columns: &Columns,
+        key_names: &[String],
+        value_names: &[&str],
+    ) -> String {
+        match *self {
+            BadRecord::TooFewFields { have } => {
+                let missing = columns
+                    .key_fields
+                    .iter()
+                    .zip(key_names.iter().map(String::as_str))
+                    .chain(columns.value_fields.iter().zip(value_names.iter().copied()))
+                    .filter(|(&f, _)| f >= have)
+                    .min_by_key(|(&f, _)| f);
+                let plural = if have == 1 { "" } else { "s" };
+                match missing {
+                    Some((f, name)) => format!(
+                        "line has {have} field{plural}, column `{name}` is field {}; is the delimiter right?",
+                        f + 1
+                    ),
+                    None => format!("line has {have} field{plural}"),
+                }
+            }
+            BadRecord::NotANumber { value, span } => {
+                let field = base.get(span.0..span.1).unwrap_or_default();
+                let shown = String::from_utf8_lossy(field.get(..QUOTED).unwrap_or(field));
+                let more = if field.len() > QUOTED { "…" } else { "" };
+                let name = value_names.get(value).copied().unwrap_or("?");
+                format!("column `{name}`: `{shown}{more}` is not a number")
+            }
+        }
+    }
+}
+
+/// Aggregates records into groups.
+pub(crate) struct Aggregator<'c> {
+    columns: &'c Columns,
+    squares: &'c [bool],
+    table: GroupTable,
+    parsed: Vec<Option<Number>>,
+    key: Vec<u8>,
+    /// Records aggregated.
+    pub(crate) records: u64,
+}
+
+impl<'c> Aggregator<'c> {
+    /// An empty aggregate; `squares[v]`: keep squares for value column `v`.
+    pub(crate) fn new(columns: &'c Columns, squares: &'c [bool]) -> Self {
+        let shape = match columns.key_fields.len() {
+            0 => KeyShape::Global,
+            1 => KeyShape::Single,
+            _ => KeyShape::Multi,
+        };
+        Aggregator {
+            columns,
+            squares,
+            table: GroupTable::new(shape, columns.value_fields.len()),
+            parsed: vec![None; columns.value_fields.len()],
+            key: Vec::new(),
+            records: 0,
+        }
+    }
+
+    /// Adds one record whose fields are `base[spans[i]]`.
+    #[inline]
+    pub(crate) fn add(&mut self, base: &[u8], spans: &[Span]) -> Result<(), BadRecord> {
+        let columns = self.columns;
+        if spans.len() < columns.wanted {
+            return Err(BadRecord::TooFewFields { have: spans.len() });
+        }
+        let field = |i: usize| {
+            spans
+                .get(i)
+                .and_then(|&(a, b)| base.get(a..b))
+                .unwrap_or_default()
+        };
+        for (value, (&f, slot)) in columns
+            .value_fields
+            .iter()
+            .zip(self.parsed.iter_mut())
+            .enumerate()
+        {
+            let text = field(f);
+            *slot = if trim_spaces(text).is_empty() {
+                None
+            } else {
+                match parse_number(text) {
+                    Some(n) => Some(n),
+                    None => {
+                        let span = spans.get(f).copied().unwrap_or_default();
+                        return Err(BadRecord::NotANumber { value, span });
+                    }
+                }
+            };
+        }
+        let group = match columns.key_fields.as_slice() {
+            [] => self.table.group(&[]),
+            [k] => {
+                let key = field(*k);
+                if key.is_empty() {
+                    self.table.null_group()
+                } else {
+                    self.table.group(key)
+                }
+            }
+            keys => {
+                self.key.clear();
+                for &k in keys {
+                    encode_key(&mut self.key, field(k));
+                }
+                self.table.group(&self.key)
+            }
+        };
+        let accs = self.table.row(group);
+        for ((acc, value), &squares) in accs.iter_mut().zip(&self.parsed).zip(self.squares) {
+            match *value {
+                None => {}
+                Some(Number::Exact { mantissa, scale }) => acc.push_exact(mantissa, scale, squares),
+                Some(Number::Float(x)) => acc.push_f64(x),
+            }
+        }
+        self.records += 1;
+        Ok(())
+    }
+
+    /// The groups.
+    pub(crate) fn into_partial(self) -> Partial {
+        self.table.into_partial(self.squares)
+    }
+}

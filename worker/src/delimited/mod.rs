@@ -1,0 +1,287 @@
+//! The built-in `"delimited"` kernel: grouped count, sum, min, max, mean,
+//! variance and standard deviation over delimited text and CSV.
+//!
+//! A task is a byte range of a file (mapped, not read) or an inline batch of
+//! whole records. The path through a task:
+//!
+//! 1. `source`: find the first record the chunk owns (a record belongs to
+//!    the chunk its first byte is in; the quote parity at the chunk start
+//!    says whether a newline is a record end) and count the chunk's quotes.
+//! 2. `scan`: split records into fields; a chunk without any quote byte
+//!    takes the plain path (`memchr`, no copy), others go through `csv-core`.
+//! 3. `aggregator`: parse the value fields ([`parse_number`]: short decimals
+//!    exactly, the rest as floats), find the group in the `table` by
+//!    borrowed key bytes, and add to its integer accumulators
+//!    (`accumulate`).
+//! 4. The table becomes a [`Partial`](tally_protocol::Partial).
+
+mod accumulate;
+mod aggregator;
+mod columns;
+mod number;
+mod scan;
+mod source;
+mod table;
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+
+use memchr::memchr;
+use tally_protocol::{Counters, ErrorKind, OnError, QuerySpec, Source};
+
+use crate::{Kernel, PreparedQuery, TaskFailure, TaskOutput};
+use aggregator::Aggregator;
+use columns::Columns;
+use scan::{next_record_end, Span, Splitter};
+use source::{count_byte, first_record, FileCache, Locator};
+
+pub use number::{parse_number, Number};
+
+/// Locations of skipped records kept per task.
+const MAX_BAD_SAMPLES: usize = 10;
+
+/// The `"delimited"` kernel. See the [module documentation](self).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DelimitedKernel;
+
+impl DelimitedKernel {
+    /// The kernel's name in queries.
+    pub const NAME: &'static str = "delimited";
+}
+
+impl Kernel for DelimitedKernel {
+    fn name(&self) -> &str {
+        Self::NAME
+    }
+
+    fn prepare(&self, query: &QuerySpec) -> Result<Box<dyn PreparedQuery>, TaskFailure> {
+        Ok(Box::new(Delimited::new(query)?))
+    }
+}
+
+/// A prepared delimited query.
+struct Delimited {
+    query: QuerySpec,
+    /// Per value column: whether variance is wanted.
+    squares: Vec<bool>,
+    /// Columns resolved against `input.columns`: for inline sources, and
+    /// for files without a header.
+    listed: Result<Arc<Columns>, TaskFailure>,
+    files: FileCache,
+}
+
+impl Delimited {
+    fn new(query: &QuerySpec) -> Result<Self, TaskFailure> {
+        let input = &query.input;
+        let query_err = |m: String| TaskFailure::new(ErrorKind::Query, m);
+        if matches!(input.delimiter, b'\n' | b'\r') {
+            return Err(query_err("the delimiter cannot be a line end".into()));
+        }
+        if let Some(q) = input.quote {
+            if q == input.delimiter || matches!(q, b'\n' | b'\r') {
+                return Err(query_err(format!(
+                    "the quote byte {:?} cannot be the delimiter or a line end",
+                    char::from(q)
+                )));
+            }
+        }
+        let listed =
+            Columns::resolve(query, &input.columns, "the given column names").map(Arc::new);
+        if !input.header {
+            if let Err(e) = &listed {
+                return Err(e.clone());
+            }
+        }
+        Ok(Delimited {
+            squares: query
+                .value_columns()
+                .into_iter()
+                .map(|c| query.needs_m2(c))
+                .collect(),
+            query: query.clone(),
+            listed,
+            files: FileCache::default(),
+        })
+    }
+}
+
+impl PreparedQuery for Delimited {
+    fn run(&mut self, source: &Source) -> Result<TaskOutput, TaskFailure> {
+        match source {
+            Source::Inline {
+                name,
+                first_line,
+                bytes,
+            } => {
+                let columns = self.listed.clone()?;
+                let task = Task {
+                    data: bytes,
+                    name,
+                    first_line: *first_line,
+                    start: 0,
+                    end: bytes.len(),
+                    start_in_quotes: false,
+                    skip_header: false,
+                    count_quotes: false,
+                };
+                aggregate(&self.query, &self.squares, &columns, &task)
+            }
+            Source::FileRange {
+                path,
+                start,
+                end,
+                start_in_quotes,
+            } => {
+                let file = self.files.open(path)?;
+                if file.bytes().is_empty() {
+                    return Ok(TaskOutput {
+                        counters: Counters {
+                            start_in_quotes: *start_in_quotes,
+                            ..Counters::default()
+                        },
+                        ..TaskOutput::default()
+                    });
+                }
+                let header = self.query.input.header;
+                let columns = if header {
+                    if file.columns.is_none() {
+                        file.columns = Some(header_columns(&self.query, file.bytes(), path));
+                    }
+                    match &file.columns {
+                        Some(columns) => columns.clone()?,
+                        None => header_columns(&self.query, file.bytes(), path)?,
+                    }
+                } else {
+                    self.listed.clone()?
+                };
+                let task = Task {
+                    data: file.bytes(),
+                    name: path,
+                    first_line: 1,
+                    start: usize::try_from(*start).unwrap_or(usize::MAX),
+                    end: usize::try_from(*end).unwrap_or(usize::MAX),
+                    start_in_quotes: *start_in_quotes,
+                    skip_header: header,
+                    count_quotes: true,
+                };
+                aggregate(&self.query, &self.squares, &columns, &task)
+            }
+        }
+    }
+}
+
+/// Resolves the query's columns against the header of a file.
+fn header_columns(query: &QuerySpec, data: &[u8], path: &str) -> Result<Arc<Columns>, TaskFailure> {
+    let input = &query.input;
+    let (record, _) = source::header(data, input.quote, path)?;
+    let record = record.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(record);
+    let mut splitter = Splitter::new(input.delimiter, input.quote, usize::MAX);
+    let names: Vec<String> = splitter
+        .split_all(record)
+        .iter()
+        .map(|f| String::from_utf8_lossy(number::trim_spaces(f)).into_owned())
+        .collect();
+    Columns::resolve(query, &names, &format!("the header of `{path}`")).map(Arc::new)
+}
+
+/// One task's bytes and how to read them.
+struct Task<'a> {
+    /// The whole file (offsets are file offsets), or the inline batch.
+    data: &'a [u8],
+    /// Path or stream name, for locations.
+    name: &'a str,
+    /// Line number of `data[0]`.
+    first_line: u64,
+    /// The owned range.
+    start: usize,
+    end: usize,
+    start_in_quotes: bool,
+    /// Whether the file's first record is a header.
+    skip_header: bool,
+    /// Whether to report quote bytes in `start..end` (file sources).
+    count_quotes: bool,
+}
+
+/// Aggregates the records a task owns.
+fn aggregate(
+    query: &QuerySpec,
+    squares: &[bool],
+    columns: &Columns,
+    task: &Task<'_>,
+) -> Result<TaskOutput, TaskFailure> {
+    let data = task.data;
+    let quote = query.input.quote;
+    let end = task.end.min(data.len());
+    let start = task.start.min(end);
+    let mut output = TaskOutput {
+        counters: Counters {
+            start_in_quotes: task.start_in_quotes,
+            ..Counters::default()
+        },
+        ..TaskOutput::default()
+    };
+    let range = data.get(start..end).unwrap_or_default();
+    if let (Some(q), true) = (quote, task.count_quotes) {
+        output.counters.quotes = count_byte(q, range);
+    }
+    let first = if start == 0 && task.skip_header {
+        next_record_end(data, 0, quote, false).map_or(data.len(), |nl| nl + 1)
+    } else {
+        match first_record(data, start, end, quote, task.start_in_quotes) {
+            Some(first) => first,
+            None => return Ok(output),
+        }
+    };
+    if first >= end {
+        return Ok(output);
+    }
+
+    // Plain path when no record the task scans holds a quote byte: the
+    // records in `first..end`, and the tail of the last one.
+    let tail_end =
+        memchr(b'\n', data.get(end - 1..).unwrap_or_default()).map_or(data.len(), |i| end + i);
+    let plain = match quote {
+        None => true,
+        Some(q) => {
+            let known_clean = task.count_quotes && output.counters.quotes == 0;
+            let checked = if known_clean { end } else { first };
+            memchr(q, data.get(checked..tail_end).unwrap_or_default()).is_none()
+        }
+    };
+
+    let value_names = query.value_columns();
+    let mut aggregator = Aggregator::new(columns, squares);
+    let mut locator = Locator::new(task.name, data, task.first_line);
+    let (mut bad_records, mut bad_samples) = (0u64, Vec::new());
+    let mut record = |base: &[u8], spans: &[Span], at: usize| -> Result<(), TaskFailure> {
+        let Err(bad) = aggregator.add(base, spans) else {
+            return Ok(());
+        };
+        match query.on_error {
+            OnError::Fail => {
+                let message = bad.message(base, columns, &query.group_by, &value_names);
+                Err(TaskFailure::new(ErrorKind::Input, message).at(locator.at(at)))
+            }
+            OnError::Skip => {
+                bad_records += 1;
+                if bad_samples.len() < MAX_BAD_SAMPLES {
+                    bad_samples.push(locator.at(at));
+                }
+                Ok(())
+            }
+        }
+    };
+    let mut splitter = Splitter::new(query.input.delimiter, quote, columns.wanted);
+    let stop = if plain {
+        splitter.scan_plain(data, first, end, &mut record)?
+    } else {
+        splitter.scan_quoted(data, first, end, &mut record)?
+    };
+    output.counters.records = aggregator.records;
+    output.counters.bytes = stop.saturating_sub(first) as u64;
+    output.counters.bad_records = bad_records;
+    output.bad_samples = bad_samples;
+    output.partial = aggregator.into_partial();
+    Ok(output)
+}

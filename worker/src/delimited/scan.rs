@@ -1,0 +1,348 @@
+//! Finding records and fields in bytes.
+//!
+//! A record ends at a `\n` outside quotes (a `\r` before it is dropped);
+//! quote state toggles on every quote byte, so a record boundary depends only
+//! on the parity of the quotes before it. That is what lets a chunk that
+//! starts anywhere find its first record. A blank line is not a record.
+//!
+//! Two splitters produce the same fields: a plain one for bytes without any
+//! quote byte (`memchr` for newline and delimiter, spans into the input, no
+//! copy), and an RFC 4180 one built on `csv-core` for the rest (quoted
+//! delimiters and newlines, doubled quotes), which unquotes into a reused
+//! buffer.
+
+use memchr::{memchr, memchr2};
+
+/// A field: a byte range into the buffer its record was split into.
+pub(crate) type Span = (usize, usize);
+
+/// The position of the first `\n` at or after `from` that is outside quotes,
+/// starting in quotes when `in_quotes`.
+pub(crate) fn next_record_end(
+    data: &[u8],
+    from: usize,
+    quote: Option<u8>,
+    mut in_quotes: bool,
+) -> Option<usize> {
+    let Some(q) = quote else {
+        return memchr(b'\n', data.get(from..)?).map(|i| from + i);
+    };
+    let mut pos = from;
+    loop {
+        let rest = data.get(pos..)?;
+        let found = if in_quotes {
+            memchr(q, rest)
+        } else {
+            memchr2(q, b'\n', rest)
+        };
+        let p = pos + found?;
+        if data.get(p) == Some(&b'\n') {
+            return Some(p);
+        }
+        in_quotes = !in_quotes;
+        pos = p + 1;
+    }
+}
+
+/// Splits records into fields, keeping its buffers from record to record.
+pub(crate) struct Splitter {
+    delimiter: u8,
+    quote: Option<u8>,
+    /// Fields wanted per record: splitting stops after that many.
+    wanted: usize,
+    spans: Vec<Span>,
+    csv: Option<csv_core::Reader>,
+    unquoted: Vec<u8>,
+}
+
+impl Splitter {
+    /// A splitter that finds the first `wanted` fields of each record.
+    pub(crate) fn new(delimiter: u8, quote: Option<u8>, wanted: usize) -> Self {
+        let csv = quote.map(|q| {
+            csv_core::ReaderBuilder::new()
+                .delimiter(delimiter)
+                .quote(q)
+                .terminator(csv_core::Terminator::Any(b'\n'))
+                .build()
+        });
+        Splitter {
+            delimiter,
+            quote,
+            wanted,
+            spans: Vec::with_capacity(wanted.min(1024)),
+            csv,
+            unquoted: Vec::new(),
+        }
+    }
+
+    /// Calls `f(base, fields, record_start)` for every record of `data`
+    /// that starts in `[first, end)`; `first` must be a record start, and no
+    /// record scanned may hold a quote byte. Fields are `base[span]`.
+    /// Returns where the last record ended (after its newline).
+    #[inline]
+    pub(crate) fn scan_plain<E>(
+        &mut self,
+        data: &[u8],
+        first: usize,
+        end: usize,
+        mut f: impl FnMut(&[u8], &[Span], usize) -> Result<(), E>,
+    ) -> Result<usize, E> {
+        let len = data.len();
+        let mut pos = first;
+        while pos < end && pos < len {
+            let rest = data.get(pos..).unwrap_or_default();
+            let nl = memchr(b'\n', rest).map_or(len, |i| pos + i);
+            let line_end = if nl > pos && data.get(nl - 1) == Some(&b'\r') {
+                nl - 1
+            } else {
+                nl
+            };
+            if line_end > pos {
+                split_plain(
+                    data,
+                    pos,
+                    line_end,
+                    self.delimiter,
+                    self.wanted,
+                    &mut self.spans,
+                );
+                f(data, &self.spans, pos)?;
+            }
+            pos = nl + 1;
+        }
+        Ok(pos.min(len))
+    }
+
+    /// Like [`Splitter::scan_plain`], for records that may hold quotes.
+    pub(crate) fn scan_quoted<E>(
+        &mut self,
+        data: &[u8],
+        first: usize,
+        end: usize,
+        mut f: impl FnMut(&[u8], &[Span], usize) -> Result<(), E>,
+    ) -> Result<usize, E> {
+        let len = data.len();
+        let mut pos = first;
+        while pos < end && pos < len {
+            let nl = next_record_end(data, pos, self.quote, false).unwrap_or(len);
+            let mut record = data.get(pos..nl).unwrap_or_default();
+            if let [rest @ .., b'\r'] = record {
+                record = rest;
+            }
+            if !record.is_empty() {
+                self.split_quoted(record);
+                f(&self.unquoted, &self.spans, pos)?;
+            }
+            pos = nl + 1;
+        }
+        Ok(pos.min(len))
+    }
+
+    /// Every field of one record (no line end), owned: for headers.
+    pub(crate) fn split_all(&mut self, record: &[u8]) -> Vec<Vec<u8>> {
+        let wanted = std::mem::replace(&mut self.wanted, usize::MAX);
+        let base = if self.csv.is_some() {
+            self.split_quoted(record);
+            &self.unquoted[..]
+        } else {
+            split_plain(
+                record,
+                0,
+                record.len(),
+                self.delimiter,
+                self.wanted,
+                &mut self.spans,
+            );
+            record
+        };
+        let fields = self
+            .spans
+            .iter()
+            .map(|&(a, b)| base.get(a..b).unwrap_or_default().to_vec())
+            .collect();
+        self.wanted = wanted;
+        fields
+    }
+
+    /// Splits one record with `csv-core` into `self.unquoted` and
+    /// `self.spans`.
+    fn split_quoted(&mut self, record: &[u8]) {
+        self.spans.clear();
+        let Some(csv) = &mut self.csv else {
+            return;
+        };
+        if self.wanted == 0 {
+            return;
+        }
+        csv.reset();
+        // Unquoting never makes a field longer.
+        if self.unquoted.len() < record.len() + 1 {
+            self.unquoted.resize(record.len() + 1, 0);
+        }
+        // csv-core drops a UTF-8 BOM at the start of its input; a record is
+        // not the start of a file, so feed a leading 0xEF on its own.
+        let split = if record.first() == Some(&0xEF) {
+            1
+        } else {
+            record.len()
+        };
+        let (mut input, mut later) = record.split_at(split);
+        let mut written = 0;
+        let mut field_start = 0;
+        loop {
+            let out = self.unquoted.get_mut(written..).unwrap_or_default();
+            let (res, nin, nout) = csv.read_field(input, out);
+            input = input.get(nin..).unwrap_or_default();
+            written += nout;
+            match res {
+                csv_core::ReadFieldResult::InputEmpty => {
+                    // The rest, then an empty input: end of the record.
+                    input = later;
+                    later = &[];
+                }
+                csv_core::ReadFieldResult::OutputFull => {
+                    let grown = self.unquoted.len() * 2 + 64;
+                    self.unquoted.resize(grown, 0);
+                }
+                csv_core::ReadFieldResult::Field { record_end } => {
+                    self.spans.push((field_start, written));
+                    field_start = written;
+                    if record_end || self.spans.len() >= self.wanted {
+                        break;
+                    }
+                }
+                csv_core::ReadFieldResult::End => break,
+            }
+        }
+    }
+}
+
+/// Splits `data[start..end]` (one record, no line end, no quotes) at the
+/// delimiter into `spans`, stopping after `wanted` fields.
+#[inline]
+fn split_plain(
+    data: &[u8],
+    start: usize,
+    end: usize,
+    delimiter: u8,
+    wanted: usize,
+    spans: &mut Vec<Span>,
+) {
+    spans.clear();
+    if wanted == 0 {
+        return;
+    }
+    let mut s = start;
+    loop {
+        let rest = data.get(s..end).unwrap_or_default();
+        let e = memchr(delimiter, rest).map_or(end, |i| s + i);
+        spans.push((s, e));
+        if e >= end || spans.len() >= wanted {
+            break;
+        }
+        s = e + 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every record's first `wanted` fields, as strings.
+    fn records(data: &[u8], quote: Option<u8>, wanted: usize, plain: bool) -> Vec<Vec<String>> {
+        let mut s = Splitter::new(b',', quote, wanted);
+        let mut out = Vec::new();
+        let collect = |base: &[u8], spans: &[Span], _start: usize| -> Result<(), ()> {
+            out.push(
+                spans
+                    .iter()
+                    .map(|&(a, b)| String::from_utf8_lossy(&base[a..b]).into_owned())
+                    .collect(),
+            );
+            Ok(())
+        };
+        let stop = if plain {
+            s.scan_plain(data, 0, data.len(), collect)
+        } else {
+            s.scan_quoted(data, 0, data.len(), collect)
+        };
+        assert_eq!(stop, Ok(data.len()));
+        out
+    }
+
+    fn strs(rows: &[&[&str]]) -> Vec<Vec<String>> {
+        rows.iter()
+            .map(|r| r.iter().map(|s| s.to_string()).collect())
+            .collect()
+    }
+
+    #[test]
+    fn quoted_fields() {
+        let data = b"a,\"b,c\",d\n\"x \"\"y\"\"\",,\"\"\n\"multi\nline\",2\r\nlast,\"no newline\"";
+        assert_eq!(
+            records(data, Some(b'"'), 10, false),
+            strs(&[
+                &["a", "b,c", "d"],
+                &["x \"y\"", "", ""],
+                &["multi\nline", "2"],
+                &["last", "no newline"],
+            ])
+        );
+    }
+
+    #[test]
+    fn plain_fields_crlf_blank_lines() {
+        let data = b"a,b\r\n\r\n\nc,,d\ne,\n,f";
+        let want = strs(&[&["a", "b"], &["c", "", "d"], &["e", ""], &["", "f"]]);
+        assert_eq!(records(data, None, 10, true), want);
+        assert_eq!(records(data, Some(b'"'), 10, false), want);
+        assert_eq!(records(data, Some(b'"'), 10, true), want);
+    }
+
+    #[test]
+    fn stops_after_wanted_fields() {
+        let data = b"a,b,c,d\n\"a\",b,\"c\nc\",d\n";
+        assert_eq!(
+            records(data, Some(b'"'), 2, false),
+            strs(&[&["a", "b"], &["a", "b"]])
+        );
+        assert_eq!(records(b"a,b,c\n", None, 2, true), strs(&[&["a", "b"]]));
+        assert_eq!(
+            records(b"a,b\n\nc\n", None, 0, true),
+            vec![Vec::<String>::new(); 2]
+        );
+    }
+
+    #[test]
+    fn bom_inside_a_record_is_data() {
+        let data = "\u{feff}a,\"b\"\n".as_bytes();
+        assert_eq!(
+            records(data, Some(b'"'), 10, false),
+            strs(&[&["\u{feff}a", "b"]])
+        );
+    }
+
+    #[test]
+    fn record_ends_respect_quote_parity() {
+        let data = b"a\"\n\"b\nc";
+        assert_eq!(next_record_end(data, 0, Some(b'"'), false), Some(5));
+        assert_eq!(next_record_end(data, 0, Some(b'"'), true), Some(2));
+        assert_eq!(next_record_end(data, 0, None, false), Some(2));
+        assert_eq!(next_record_end(data, 6, Some(b'"'), false), None);
+        assert_eq!(next_record_end(data, 100, Some(b'"'), false), None);
+    }
+
+    #[test]
+    fn split_all_header() {
+        let mut s = Splitter::new(b';', Some(b'"'), 1);
+        assert_eq!(
+            s.split_all(b"name;\"a;b\";x"),
+            vec![b"name".to_vec(), b"a;b".to_vec(), b"x".to_vec()]
+        );
+        let mut s = Splitter::new(b';', None, 1);
+        assert_eq!(
+            s.split_all(b"name;\"a;b\""),
+            vec![b"name".to_vec(), b"\"a".to_vec(), b"b\"".to_vec()]
+        );
+    }
+}

@@ -1,0 +1,336 @@
+//! The group table of one task: keys in one arena, an open-addressing index
+//! that compares borrowed key bytes, and the accumulators of each group.
+
+use hashbrown::HashTable;
+use serde_bytes::ByteBuf;
+use tally_protocol::{GroupState, Partial};
+
+use super::accumulate::ValueAcc;
+
+/// How the key bytes a table sees map to key columns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum KeyShape {
+    /// No key columns: one group.
+    Global,
+    /// One key column: the key is the field's bytes (never empty; the null
+    /// key has its own group).
+    Single,
+    /// Several: the key is [`encode_key`]'s encoding.
+    Multi,
+}
+
+/// One group: where its key is, and its row count.
+struct Entry {
+    hash: u64,
+    key_start: usize,
+    key_len: usize,
+    rows: u64,
+}
+
+/// Groups of a task.
+pub(crate) struct GroupTable {
+    shape: KeyShape,
+    values: usize,
+    index: HashTable<usize>,
+    entries: Vec<Entry>,
+    arena: Vec<u8>,
+    /// `values` accumulators per group, group after group.
+    accs: Vec<ValueAcc>,
+    /// The group of the null key, for [`KeyShape::Single`].
+    null_group: Option<usize>,
+}
+
+impl GroupTable {
+    /// An empty table whose groups have `values` value columns.
+    pub(crate) fn new(shape: KeyShape, values: usize) -> Self {
+        GroupTable {
+            shape,
+            values,
+            index: HashTable::new(),
+            entries: Vec::new(),
+            arena: Vec::new(),
+            accs: Vec::new(),
+            null_group: None,
+        }
+    }
+
+    /// The group of `key`, created if new.
+    #[inline]
+    pub(crate) fn group(&mut self, key: &[u8]) -> usize {
+        let hash = hash_bytes(key);
+        let (entries, arena) = (&self.entries, &self.arena);
+        let found = self.index.find(hash, |&i| {
+            let e = &entries[i];
+            e.hash == hash && arena.get(e.key_start..e.key_start + e.key_len) == Some(key)
+        });
+        match found {
+            Some(&i) => i,
+            None => self.insert(hash, key),
+        }
+    }
+
+    /// The group of the null key (single key column).
+    pub(crate) fn null_group(&mut self) -> usize {
+        match self.null_group {
+            Some(i) => i,
+            None => {
+                let i = self.push_entry(0, &[]);
+                self.null_group = Some(i);
+                i
+            }
+        }
+    }
+
+    #[cold]
+    fn insert(&mut self, hash: u64, key: &[u8]) -> usize {
+        let i = self.push_entry(hash, key);
+        let entries = &self.entries;
+        self.index.insert_unique(hash, i, |&j| entries[j].hash);
+        i
+    }
+
+    fn push_entry(&mut self, hash: u64, key: &[u8]) -> usize {
+        let i = self.entries.len();
+        self.entries.push(Entry {
+            hash,
+            key_start: self.arena.len(),
+            key_len: key.len(),
+            rows: 0,
+        });
+        self.arena.extend_from_slice(key);
+        self.accs
+            .resize_with(self.accs.len() + self.values, ValueAcc::default);
+        i
+    }
+
+    /// Counts a row in group `g`, and returns its accumulators.
+    #[inline]
+    pub(crate) fn row(&mut self, g: usize) -> &mut [ValueAcc] {
+        if let Some(e) = self.entries.get_mut(g) {
+            e.rows += 1;
+        }
+        let start = g * self.values;
+        self.accs
+            .get_mut(start..start + self.values)
+            .unwrap_or_default()
+    }
+
+    /// Number of groups.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// The table as a partial; `squares[v]`: whether value column `v` keeps
+    /// its sum of squares.
+    pub(crate) fn into_partial(self, squares: &[bool]) -> Partial {
+        let mut groups = Vec::with_capacity(self.entries.len());
+        for (i, e) in self.entries.iter().enumerate() {
+            let key_bytes = self
+                .arena
+                .get(e.key_start..e.key_start + e.key_len)
+                .unwrap_or_default();
+            let key = match self.shape {
+                KeyShape::Global => Vec::new(),
+                KeyShape::Single if Some(i) == self.null_group => vec![None],
+                KeyShape::Single => vec![Some(ByteBuf::from(key_bytes.to_vec()))],
+                KeyShape::Multi => decode_key(key_bytes),
+            };
+            let accs = self
+                .accs
+                .get(i * self.values..(i + 1) * self.values)
+                .unwrap_or_default();
+            groups.push(GroupState {
+                key,
+                rows: e.rows,
+                values: accs
+                    .iter()
+                    .zip(squares)
+                    .map(|(a, &sq)| a.finish(sq))
+                    .collect(),
+            });
+        }
+        Partial { groups }
+    }
+}
+
+/// Appends the encoding of one key column to `out`: `0` for null, else `1`,
+/// the length as 8 bytes little-endian, the bytes.
+#[inline]
+pub(crate) fn encode_key(out: &mut Vec<u8>, field: &[u8]) {
+    if field.is_empty() {
+        out.push(0);
+    } else {
+        out.push(1);
+        out.extend_from_slice(&(field.len() as u64).to_le_bytes());
+        out.extend_from_slice(field);
+    }
+}
+
+/// The key columns of an [`encode_key`] encoding.
+fn decode_key(mut bytes: &[u8]) -> Vec<Option<ByteBuf>> {
+    let mut key = Vec::new();
+    while let Some((&tag, rest)) = bytes.split_first() {
+        if tag == 0 {
+            key.push(None);
+            bytes = rest;
+            continue;
+        }
+        let Some((len, rest)) = rest.split_first_chunk::<8>() else {
+            break;
+        };
+        let len = usize::try_from(u64::from_le_bytes(*len)).unwrap_or(usize::MAX);
+        let len = len.min(rest.len());
+        let (field, rest) = rest.split_at(len);
+        key.push(Some(ByteBuf::from(field.to_vec())));
+        bytes = rest;
+    }
+    key
+}
+
+/// A cheap hash of short keys in the style of wyhash: keys up to 16 bytes
+/// are read as two overlapping words (no loop), longer ones 16 bytes at a
+/// time; each step is a folded 128-bit multiply.
+#[inline]
+pub(crate) fn hash_bytes(bytes: &[u8]) -> u64 {
+    const K0: u64 = 0x243F_6A88_85A3_08D3;
+    const K1: u64 = 0x9E37_79B9_7F4A_7C15;
+    const K2: u64 = 0xD6E8_FEB8_6659_FD93;
+    let len = bytes.len();
+    let (a, b) = if len >= 8 {
+        (
+            read_u64(bytes),
+            read_u64(bytes.get(len - 8..).unwrap_or_default()),
+        )
+    } else if len >= 4 {
+        (
+            u64::from(read_u32(bytes)),
+            u64::from(read_u32(bytes.get(len - 4..).unwrap_or_default())),
+        )
+    } else if len > 0 {
+        let at = |i: usize| u64::from(bytes.get(i).copied().unwrap_or(0));
+        ((at(0) << 16) | (at(len / 2) << 8) | at(len - 1), 0)
+    } else {
+        (0, 0)
+    };
+    let mut h = fold(a ^ K0 ^ (len as u64).wrapping_mul(K2), b ^ K1);
+    if len > 16 {
+        let mut rest = bytes.get(8..len - 8).unwrap_or_default();
+        while let Some((block, tail)) = rest.split_first_chunk::<16>() {
+            h = fold(read_u64(block) ^ h, read_u64(&block[8..]) ^ K2);
+            rest = tail;
+        }
+        if !rest.is_empty() {
+            let mut last = [0u8; 16];
+            last[..rest.len()].copy_from_slice(rest);
+            h = fold(read_u64(&last) ^ h, read_u64(&last[8..]) ^ K2);
+        }
+    }
+    h
+}
+
+/// The 128-bit product of `a` and `b`, high half xor low half.
+#[inline]
+fn fold(a: u64, b: u64) -> u64 {
+    let p = u128::from(a) * u128::from(b);
+    (p as u64) ^ ((p >> 64) as u64)
+}
+
+/// The first 8 bytes as a little-endian word (`bytes.len() >= 8`).
+#[inline]
+fn read_u64(bytes: &[u8]) -> u64 {
+    let mut w = [0u8; 8];
+    if let Some(b) = bytes.get(..8) {
+        w.copy_from_slice(b);
+    }
+    u64::from_le_bytes(w)
+}
+
+/// The first 4 bytes as a little-endian word (`bytes.len() >= 4`).
+#[inline]
+fn read_u32(bytes: &[u8]) -> u32 {
+    let mut w = [0u8; 4];
+    if let Some(b) = bytes.get(..4) {
+        w.copy_from_slice(b);
+    }
+    u32::from_le_bytes(w)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn groups_by_bytes() {
+        let mut t = GroupTable::new(KeyShape::Single, 1);
+        let a = t.group(b"Hamburg");
+        let b = t.group(b"Bulawayo");
+        assert_ne!(a, b);
+        assert_eq!(t.group(b"Hamburg"), a);
+        let n = t.null_group();
+        assert_eq!(t.null_group(), n);
+        t.row(a)[0].push_exact(10, 0, false);
+        t.row(a)[0].push_exact(20, 0, false);
+        t.row(n);
+        assert_eq!(t.len(), 3);
+        let p = t.into_partial(&[false]);
+        let h = p
+            .groups
+            .iter()
+            .find(|g| g.key == vec![Some(ByteBuf::from(b"Hamburg".to_vec()))])
+            .unwrap();
+        assert_eq!(h.rows, 2);
+        assert_eq!(h.values[0].exact_sum(), Some((30, 0)));
+        assert!(p.groups.iter().any(|g| g.key == vec![None] && g.rows == 1));
+    }
+
+    #[test]
+    fn multi_keys_round_trip() {
+        let mut buf = Vec::new();
+        encode_key(&mut buf, b"a");
+        encode_key(&mut buf, b"");
+        encode_key(&mut buf, b"xyz");
+        assert_eq!(
+            decode_key(&buf),
+            vec![
+                Some(ByteBuf::from(b"a".to_vec())),
+                None,
+                Some(ByteBuf::from(b"xyz".to_vec()))
+            ]
+        );
+        // Corrupt encodings do not panic.
+        for cut in 0..buf.len() {
+            let _ = decode_key(&buf[..cut]);
+        }
+    }
+
+    #[test]
+    fn hash_spreads_similar_keys() {
+        let mut seen = std::collections::HashSet::new();
+        for len in 0..40 {
+            for byte in 0..=255u8 {
+                let mut k = vec![b'a'; len];
+                if len > 0 {
+                    k[len / 3] = byte;
+                }
+                seen.insert((len, k.clone(), hash_bytes(&k)));
+            }
+        }
+        let hashes: std::collections::HashSet<u64> = seen.iter().map(|s| s.2).collect();
+        let keys: std::collections::HashSet<Vec<u8>> = seen.into_iter().map(|s| s.1).collect();
+        assert_eq!(hashes.len(), keys.len());
+    }
+
+    #[test]
+    fn many_groups() {
+        let mut t = GroupTable::new(KeyShape::Single, 0);
+        for i in 0..10_000u32 {
+            let g = t.group(format!("k{i}").as_bytes());
+            t.row(g);
+        }
+        for i in 0..10_000u32 {
+            assert_eq!(t.group(format!("k{i}").as_bytes()), i as usize);
+        }
+        assert_eq!(t.len(), 10_000);
+    }
+}

@@ -1,0 +1,510 @@
+//! Kernel-level tests: chunk ownership, quoting, headers, nulls, bad values.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use proptest::prelude::*;
+use serde_bytes::ByteBuf;
+use tally_protocol::{
+    AggFunc, Aggregate, ErrorKind, GroupState, GroupTable, InputFormat, Location, OnError,
+    QuerySpec, Source,
+};
+
+use super::*;
+
+fn query(
+    quote: Option<u8>,
+    header: bool,
+    by: &[&str],
+    aggs: &[(AggFunc, Option<&str>)],
+) -> QuerySpec {
+    QuerySpec {
+        kernel: "delimited".into(),
+        input: InputFormat {
+            delimiter: b',',
+            quote,
+            header,
+            columns: if header {
+                vec![]
+            } else {
+                vec!["k".into(), "v".into(), "w".into()]
+            },
+        },
+        group_by: by.iter().map(|s| s.to_string()).collect(),
+        aggregates: aggs
+            .iter()
+            .map(|(func, column)| Aggregate {
+                func: *func,
+                column: column.map(str::to_string),
+            })
+            .collect(),
+        on_error: OnError::Fail,
+    }
+}
+
+fn stats_query(quote: Option<u8>, header: bool) -> QuerySpec {
+    query(
+        quote,
+        header,
+        &["k"],
+        &[
+            (AggFunc::Count, None),
+            (AggFunc::Stddev, Some("v")),
+            (AggFunc::Max, Some("v")),
+        ],
+    )
+}
+
+/// Runs `data` as a file chunk `start..end`.
+fn run_chunk(
+    q: &QuerySpec,
+    data: &[u8],
+    start: usize,
+    end: usize,
+    siq: bool,
+) -> Result<TaskOutput, TaskFailure> {
+    let prepared = Delimited::new(q)?;
+    let columns = if q.input.header {
+        header_columns(q, data, "mem.csv")?
+    } else {
+        prepared.listed.clone()?
+    };
+    let task = Task {
+        data,
+        name: "mem.csv",
+        first_line: 1,
+        start,
+        end,
+        start_in_quotes: siq,
+        skip_header: q.input.header,
+        count_quotes: true,
+    };
+    aggregate(q, &prepared.squares, &columns, &task)
+}
+
+fn run_inline(q: &QuerySpec, data: &[u8], first_line: u64) -> Result<TaskOutput, TaskFailure> {
+    let mut prepared = Delimited::new(q)?;
+    prepared.run(&Source::Inline {
+        name: "<stdin>".into(),
+        first_line,
+        bytes: ByteBuf::from(data.to_vec()),
+    })
+}
+
+fn sorted(outputs: impl IntoIterator<Item = TaskOutput>) -> Vec<GroupState> {
+    let mut t = GroupTable::new();
+    for o in outputs {
+        t.merge(o.partial);
+    }
+    t.into_sorted()
+}
+
+/// Groups equal, `m2` within rounding.
+fn assert_same(a: &[GroupState], b: &[GroupState], what: &str) {
+    assert_eq!(a.len(), b.len(), "{what}: {a:?}\nvs\n{b:?}");
+    for (x, y) in a.iter().zip(b) {
+        assert_eq!(x.key, y.key, "{what}");
+        assert_eq!(x.rows, y.rows, "{what}: {:?}", x.key);
+        for (s, t) in x.values.iter().zip(&y.values) {
+            let mut s2 = s.clone();
+            let mut t2 = t.clone();
+            assert!(
+                (s.m2 - t.m2).abs() <= 1e-9 * s.m2.abs().max(1.0),
+                "{what}: {s:?} vs {t:?}"
+            );
+            s2.m2 = 0.0;
+            t2.m2 = 0.0;
+            assert_eq!(s2, t2, "{what}: {:?}", x.key);
+        }
+    }
+}
+
+fn key(s: &str) -> Vec<Option<ByteBuf>> {
+    vec![Some(ByteBuf::from(s.as_bytes().to_vec()))]
+}
+
+/// Runs `data` cut at `cuts`, each chunk with the right quote parity.
+fn run_cut(q: &QuerySpec, data: &[u8], cuts: &[usize]) -> (Vec<GroupState>, Counters) {
+    let mut bounds = vec![0];
+    bounds.extend(cuts.iter().copied().filter(|&c| c > 0 && c < data.len()));
+    bounds.push(data.len());
+    bounds.sort_unstable();
+    let mut outputs = Vec::new();
+    let mut total = Counters::default();
+    for w in bounds.windows(2) {
+        let siq = match q.input.quote {
+            Some(qb) => data[..w[0]].iter().filter(|&&b| b == qb).count() % 2 == 1,
+            None => false,
+        };
+        let o = run_chunk(q, data, w[0], w[1], siq).unwrap();
+        assert_eq!(o.counters.start_in_quotes, siq);
+        total.records += o.counters.records;
+        total.bytes += o.counters.bytes;
+        total.quotes += o.counters.quotes;
+        outputs.push(o);
+    }
+    (sorted(outputs), total)
+}
+
+/// A deterministic generator of small CSV files with every hard case:
+/// quoted delimiters and newlines, doubled quotes, CRLF, blank lines,
+/// empty fields, no final newline.
+fn random_csv(seed: u64, header: bool) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut next = move |n: u64| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state % n
+    };
+    let keys = ["a", "b", "a,b", "x\"y", "li\nne", "", "\"q\""];
+    let values = ["1", "-2.5", "", "0.25", "1e2", "3", " 7 "];
+    let mut out = Vec::new();
+    if header {
+        out.extend_from_slice(b"k,v\n");
+    }
+    let records = 3 + next(8);
+    for _ in 0..records {
+        let k = keys[next(keys.len() as u64) as usize];
+        if k.contains([',', '"', '\n']) || next(4) == 0 {
+            out.push(b'"');
+            out.extend_from_slice(k.replace('"', "\"\"").as_bytes());
+            out.push(b'"');
+        } else {
+            out.extend_from_slice(k.as_bytes());
+        }
+        out.push(b',');
+        out.extend_from_slice(values[next(values.len() as u64) as usize].as_bytes());
+        match next(6) {
+            0 => out.extend_from_slice(b"\r\n"),
+            1 => out.extend_from_slice(b"\n\n"),
+            _ => out.push(b'\n'),
+        }
+    }
+    if next(3) == 0 {
+        while out.last() == Some(&b'\n') || out.last() == Some(&b'\r') {
+            out.pop();
+        }
+    }
+    out
+}
+
+#[test]
+fn every_cut_pair_gives_the_same_groups() {
+    for seed in 0..6u64 {
+        for header in [false, true] {
+            let data = random_csv(seed, header);
+            let q = stats_query(Some(b'"'), header);
+            let (whole, whole_counters) = run_cut(&q, &data, &[]);
+            assert!(!whole.is_empty());
+            for a in 0..=data.len() {
+                for b in a..=data.len() {
+                    let (groups, counters) = run_cut(&q, &data, &[a, b]);
+                    let what = format!("seed {seed} header {header} cuts {a},{b}");
+                    assert_same(&groups, &whole, &what);
+                    assert_eq!(counters.records, whole_counters.records, "{what}");
+                    assert_eq!(counters.bytes, whole_counters.bytes, "{what}");
+                    assert_eq!(counters.quotes, whole_counters.quotes, "{what}");
+                }
+            }
+        }
+    }
+}
+
+proptest! {
+    #[test]
+    fn random_cut_sets_give_the_same_groups(seed in 0u64..1000, cuts in proptest::collection::vec(0usize..200, 0..8)) {
+        let data = random_csv(seed, true);
+        let q = stats_query(Some(b'"'), true);
+        let (whole, _) = run_cut(&q, &data, &[]);
+        let (groups, _) = run_cut(&q, &data, &cuts);
+        assert_same(&groups, &whole, &format!("{cuts:?}"));
+    }
+}
+
+#[test]
+fn whole_file_values() {
+    let data = b"k,v\nx,1.5\ny,2\n\"x\",-0.5\nx,\n,4\r\n\n\"a,\"\"b\"\"\",1e1";
+    let q = stats_query(Some(b'"'), true);
+    let o = run_chunk(&q, data, 0, data.len(), false).unwrap();
+    assert_eq!(o.counters.records, 6);
+    assert_eq!(o.counters.quotes, 8);
+    assert_eq!(o.counters.bytes, (data.len() - 4) as u64);
+    let groups = sorted([o]);
+    assert_eq!(groups.len(), 4);
+    assert_eq!(groups[0].key, vec![None]);
+    assert_eq!(groups[0].values[0].exact_sum(), Some((4, 0)));
+    assert_eq!(groups[1].key, key("a,\"b\""));
+    assert_eq!(groups[1].values[0].sum(), 10.0);
+    let x = &groups[2];
+    assert_eq!(x.key, key("x"));
+    // The empty value is a null: counted in rows, not in values.
+    assert_eq!(x.rows, 3);
+    assert_eq!(x.values[0].count, 2);
+    assert_eq!(x.values[0].exact_sum(), Some((10, 1)));
+    assert_eq!(x.values[0].min(), Some(-0.5));
+    assert_eq!(x.values[0].var(), Some(2.0));
+}
+
+#[test]
+fn no_header_uses_given_columns_and_multi_keys() {
+    let data = b"a,1,p\na,2,q\na,3,p\n,4,\n";
+    let q = query(None, false, &["k", "w"], &[(AggFunc::Sum, Some("v"))]);
+    let groups = sorted([run_chunk(&q, data, 0, data.len(), false).unwrap()]);
+    let keys: Vec<_> = groups
+        .iter()
+        .map(|g| (g.key.clone(), g.values[0].sum()))
+        .collect();
+    let kv = |k: Option<&str>, w: Option<&str>| {
+        vec![
+            k.map(|s| ByteBuf::from(s.as_bytes().to_vec())),
+            w.map(|s| ByteBuf::from(s.as_bytes().to_vec())),
+        ]
+    };
+    assert_eq!(
+        keys,
+        vec![
+            (kv(None, None), 4.0),
+            (kv(Some("a"), Some("p")), 4.0),
+            (kv(Some("a"), Some("q")), 2.0)
+        ]
+    );
+}
+
+#[test]
+fn global_group_and_count_only() {
+    let data = b"a,1\nb,2\n\nc,3";
+    let q = query(None, false, &[], &[(AggFunc::Count, None)]);
+    let o = run_chunk(&q, data, 0, data.len(), false).unwrap();
+    assert_eq!(o.counters.records, 3);
+    assert_eq!(o.partial.groups.len(), 1);
+    assert_eq!(o.partial.groups[0].rows, 3);
+    assert!(o.partial.groups[0].key.is_empty());
+}
+
+#[test]
+fn bad_value_fails_with_its_line() {
+    // The quoted newline makes the bad record's physical line 4.
+    let data = b"k,v\n\"a\nb\",1\nc,abc\n";
+    let q = stats_query(Some(b'"'), true);
+    let e = run_chunk(&q, data, 0, data.len(), false).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Input);
+    assert_eq!(e.message, "column `v`: `abc` is not a number");
+    assert_eq!(
+        e.location,
+        Some(Location {
+            path: "mem.csv".into(),
+            line: Some(4),
+            byte_offset: 12,
+        })
+    );
+    // The same from a later chunk: lines count from the file's start.
+    let e = run_chunk(&q, data, 10, data.len(), false).unwrap_err();
+    assert_eq!(e.location.and_then(|l| l.line), Some(4));
+
+    let e = run_chunk(&q, b"k,v\nshort\n", 0, 10, false).unwrap_err();
+    assert_eq!(
+        e.message,
+        "line has 1 field, column `v` is field 2; is the delimiter right?"
+    );
+    assert_eq!(e.location.and_then(|l| l.line), Some(2));
+
+    let e = run_inline(&stats_query(None, false), b"a,1\nb,2\nc,x\n", 100).unwrap_err();
+    assert_eq!(
+        e.location.map(|l| (l.path, l.line)),
+        Some(("<stdin>".into(), Some(102)))
+    );
+}
+
+#[test]
+fn skip_mode_counts_and_samples() {
+    let mut q = stats_query(None, false);
+    q.on_error = OnError::Skip;
+    let mut data = Vec::new();
+    for i in 0..25 {
+        data.extend_from_slice(format!("a,{i}\nb,x{i}\nshort\n").as_bytes());
+    }
+    let o = run_inline(&q, &data, 1).unwrap();
+    assert_eq!(o.counters.records, 25);
+    assert_eq!(o.counters.bad_records, 50);
+    assert_eq!(o.bad_samples.len(), 10);
+    assert_eq!(o.bad_samples[0].line, Some(2));
+    assert_eq!(o.bad_samples[1].line, Some(3));
+    assert_eq!(o.bad_samples[2].line, Some(5));
+    // Bad records make no group.
+    assert_eq!(o.partial.groups.len(), 1);
+    assert_eq!(o.partial.groups[0].rows, 25);
+}
+
+#[test]
+fn plain_and_quoted_paths_agree() {
+    for seed in 0..40u64 {
+        // Quote-free data, read plain; the same with every key quoted goes
+        // through csv-core.
+        let mut plain = Vec::new();
+        let mut quoted = Vec::new();
+        let mut state = seed + 1;
+        for _ in 0..20 {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let r = (state >> 33) as usize;
+            let k = ["a", "b", "cc", "", " d "][r % 5];
+            let v = ["1", "-2.5", "", "0.25", "1e2", " 7 "][(r / 5) % 6];
+            let end = ["\n", "\r\n", "\n\n"][(r / 30) % 3];
+            plain.extend_from_slice(format!("{k},{v}{end}").as_bytes());
+            quoted.extend_from_slice(format!("\"{k}\",{v}{end}").as_bytes());
+        }
+        let q = stats_query(Some(b'"'), false);
+        let a = run_chunk(&q, &plain, 0, plain.len(), false).unwrap();
+        let b = run_chunk(&q, &quoted, 0, quoted.len(), false).unwrap();
+        let c = run_chunk(&stats_query(None, false), &plain, 0, plain.len(), false).unwrap();
+        assert_eq!(a.counters.records, b.counters.records);
+        assert_same(&sorted([a.clone()]), &sorted([b]), "plain vs quoted");
+        assert_same(&sorted([a]), &sorted([c]), "quote vs no quote");
+    }
+}
+
+#[test]
+fn chunk_ranges_past_the_end_or_empty() {
+    let data = b"a,1\nb,2";
+    let q = stats_query(None, false);
+    let o = run_chunk(&q, data, 3, 1000, false).unwrap();
+    assert_eq!(o.counters.records, 1);
+    let o = run_chunk(&q, data, 50, 1000, false).unwrap();
+    assert_eq!(o.counters.records, 0);
+    let o = run_chunk(&q, data, 5, 2, false).unwrap();
+    assert_eq!(o.counters.records, 0);
+    let o = run_chunk(&q, b"", 0, 0, false).unwrap();
+    assert_eq!(o.counters.records, 0);
+}
+
+#[test]
+fn prepare_rejects_bad_queries() {
+    let q = query(None, false, &["nope"], &[]);
+    let e = DelimitedKernel.prepare(&q).err().unwrap();
+    assert_eq!(e.kind, ErrorKind::Query);
+    assert!(
+        e.message.contains("`nope`") && e.message.contains("`k`, `v`, `w`"),
+        "{}",
+        e.message
+    );
+    let mut q = stats_query(Some(b','), false);
+    assert!(DelimitedKernel.prepare(&q).is_err());
+    q.input.quote = None;
+    q.input.delimiter = b'\n';
+    assert!(DelimitedKernel.prepare(&q).is_err());
+}
+
+/// A file in the temp directory, removed on drop.
+struct TempFile(std::path::PathBuf);
+
+impl TempFile {
+    fn new(contents: &[u8]) -> TempFile {
+        static N: AtomicU64 = AtomicU64::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "tally-worker-test-{}-{}.csv",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::write(&path, contents).unwrap();
+        TempFile(path)
+    }
+    fn path(&self) -> String {
+        self.0.to_string_lossy().into_owned()
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn file_task(path: &str, start: u64, end: u64, siq: bool) -> Source {
+    Source::FileRange {
+        path: path.into(),
+        start,
+        end,
+        start_in_quotes: siq,
+    }
+}
+
+#[test]
+fn file_sources_through_the_kernel() {
+    let data = b"\xEF\xBB\xBFk, v\nx,1\ny,2\n\"x\",3\n";
+    let f = TempFile::new(data);
+    let q = stats_query(Some(b'"'), true);
+    let mut p = DelimitedKernel.prepare(&q).unwrap();
+    let whole = p
+        .run(&file_task(&f.path(), 0, data.len() as u64, false))
+        .unwrap();
+    let a = p.run(&file_task(&f.path(), 0, 14, false)).unwrap();
+    let b = p
+        .run(&file_task(&f.path(), 14, data.len() as u64, false))
+        .unwrap();
+    assert_eq!(whole.counters.records, 3);
+    assert_eq!(a.counters.records + b.counters.records, 3);
+    assert_same(&sorted([a, b]), &sorted([whole]), "file chunks");
+
+    // The file changes between tasks: remapped, header read again.
+    std::fs::write(&f.0, b"v,k\n5,z\n").unwrap();
+    let o = p.run(&file_task(&f.path(), 0, 8, false)).unwrap();
+    assert_eq!(o.partial.groups[0].key, key("z"));
+
+    let q = query(None, true, &["kk"], &[]);
+    let mut p = DelimitedKernel.prepare(&q).unwrap();
+    let e = p.run(&file_task(&f.path(), 0, 8, false)).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Query);
+    assert!(
+        e.message.contains(&f.path()) && e.message.contains("`v`, `k`"),
+        "{}",
+        e.message
+    );
+
+    let e = p
+        .run(&file_task("/nonexistent/x.csv", 0, 8, false))
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Io);
+    assert!(e.message.contains("/nonexistent/x.csv"));
+
+    let empty = TempFile::new(b"");
+    let o = p.run(&file_task(&empty.path(), 0, 100, true)).unwrap();
+    assert_eq!(o.counters.records, 0);
+    assert!(o.counters.start_in_quotes);
+}
+
+#[test]
+fn inline_with_header_takes_given_columns() {
+    let mut q = stats_query(Some(b'"'), true);
+    q.input.columns = vec!["k".into(), "v".into()];
+    let o = run_inline(&q, b"a,1\n\"a\",2\n", 1).unwrap();
+    assert_eq!(o.counters.records, 2);
+    assert_eq!(o.counters.quotes, 0);
+    q.input.columns.clear();
+    let e = run_inline(&q, b"a,1\n", 1).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Query);
+}
+
+#[test]
+fn garbage_never_panics() {
+    let q = stats_query(Some(b'"'), true);
+    let mut q2 = q.clone();
+    q2.on_error = OnError::Skip;
+    for seed in 0..200u64 {
+        let mut state = seed + 1;
+        let data: Vec<u8> = (0..64)
+            .map(|_| {
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                b"k,v\"\n\r1.-e \xEF\xff"[(state >> 59) as usize % 13]
+            })
+            .collect();
+        for (start, end) in [(0, 64), (3, 40), (17, 64)] {
+            for siq in [false, true] {
+                let _ = run_chunk(&q, &data, start, end, siq);
+                let _ = run_chunk(&q2, &data, start, end, siq);
+            }
+        }
+    }
+}

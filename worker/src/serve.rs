@@ -1,0 +1,358 @@
+//! The serve loop: frames in, frames out, one message at a time.
+
+use std::collections::HashMap;
+use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::process::ExitCode;
+
+use tally_protocol::frame::{self, FrameReader, DEFAULT_MAX_FRAME};
+use tally_protocol::{
+    ErrorKind, FromWorker, Source, TaskError, TaskResult, ToWorker, PROTOCOL_VERSION,
+};
+
+use crate::{Error, PreparedQuery, Registry, TaskFailure};
+
+/// Answers a coordinator: reads [`ToWorker`] frames from `input` and writes
+/// [`FromWorker`] frames to `output`, flushing after each, until `Shutdown`
+/// or a clean end of `input`.
+///
+/// * `Hello` is answered with this worker's protocol version (even when the
+///   coordinator's differs: the coordinator judges), version, pid and
+///   kernel names.
+/// * `Prepare` prepares the query with the kernel it names and keeps it by
+///   id. A query that fails to prepare fails each of its tasks with the same
+///   message.
+/// * `Task` runs and is answered with a result or a task error.
+///
+/// A frame that cannot be read or decoded, or a reply that cannot be
+/// written, ends the loop with an [`Error`]: the process should exit.
+pub fn serve<R: Read, W: Write>(input: R, mut output: W, registry: &Registry) -> Result<(), Error> {
+    let mut reader = FrameReader::new(input, DEFAULT_MAX_FRAME);
+    let mut queries: HashMap<u64, Result<Box<dyn PreparedQuery>, TaskFailure>> = HashMap::new();
+    let mut out = Vec::new();
+    loop {
+        let Some(msg) = reader.read_message::<ToWorker>()? else {
+            log::debug!("input closed; exiting");
+            break;
+        };
+        let reply = match msg {
+            ToWorker::Hello { protocol_version } => {
+                if protocol_version != PROTOCOL_VERSION {
+                    log::warn!(
+                        "coordinator speaks protocol {protocol_version}, this worker {PROTOCOL_VERSION}"
+                    );
+                }
+                FromWorker::Hello {
+                    protocol_version: PROTOCOL_VERSION,
+                    worker_version: env!("CARGO_PKG_VERSION").to_string(),
+                    pid: std::process::id(),
+                    kernels: registry.names(),
+                }
+            }
+            ToWorker::Prepare { query_id, query } => {
+                let prepared = match registry.get(&query.kernel) {
+                    Some(kernel) => kernel.prepare(&query),
+                    None => Err(TaskFailure::new(
+                        ErrorKind::Query,
+                        format!(
+                            "unknown kernel `{}`; this worker has: {}",
+                            query.kernel,
+                            registry.names().join(", ")
+                        ),
+                    )),
+                };
+                if let Err(e) = &prepared {
+                    log::debug!("query {query_id} failed to prepare: {e}");
+                }
+                queries.insert(query_id, prepared);
+                continue;
+            }
+            ToWorker::Task {
+                task_id,
+                query_id,
+                source,
+            } => {
+                log::debug!("task {task_id} of query {query_id}: {}", describe(&source));
+                let outcome = match queries.get_mut(&query_id) {
+                    Some(Ok(prepared)) => prepared.run(&source),
+                    Some(Err(failure)) => Err(failure.clone()),
+                    None => Err(TaskFailure::new(
+                        ErrorKind::Internal,
+                        format!("query {query_id} was not prepared on this worker"),
+                    )),
+                };
+                match outcome {
+                    Ok(o) => FromWorker::Result(TaskResult {
+                        task_id,
+                        partial: o.partial,
+                        counters: o.counters,
+                        bad_samples: o.bad_samples,
+                    }),
+                    Err(f) => FromWorker::TaskError(TaskError {
+                        task_id,
+                        kind: f.kind,
+                        message: f.message,
+                        location: f.location,
+                    }),
+                }
+            }
+            ToWorker::Shutdown => {
+                log::debug!("shutdown");
+                break;
+            }
+        };
+        out.clear();
+        frame::encode_frame(&mut out, &reply)?;
+        output.write_all(&out)?;
+        output.flush()?;
+    }
+    output.flush()?;
+    Ok(())
+}
+
+/// A task's source in a few words, for logs.
+fn describe(source: &Source) -> String {
+    match source {
+        Source::FileRange {
+            path, start, end, ..
+        } => format!("{path} bytes {start}..{end}"),
+        Source::Inline { name, bytes, .. } => format!("{name}, {} inline bytes", bytes.len()),
+    }
+}
+
+/// The whole of a worker's `main`: installs the logger (stderr, `RUST_LOG`,
+/// default `warn`), serves stdin/stdout with `registry`, and turns the
+/// outcome into an exit code. A broken pipe on stdout (the coordinator went
+/// away) is a clean exit; any other error is printed to stderr and exits 1.
+///
+/// ```no_run
+/// fn main() -> std::process::ExitCode {
+///     tally_worker::run_main(tally_worker::Registry::with_builtins())
+/// }
+/// ```
+pub fn run_main(registry: Registry) -> ExitCode {
+    let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
+        .target(env_logger::Target::Stderr)
+        .try_init();
+    let stdin = io::stdin().lock();
+    let stdout = io::stdout().lock();
+    match serve(BufReader::new(stdin), BufWriter::new(stdout), &registry) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.is_broken_pipe() => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!(
+                "tally-worker (pid {}): {e}; the coordinator must restart this worker",
+                std::process::id()
+            );
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_bytes::ByteBuf;
+    use tally_protocol::{AggFunc, Aggregate, InputFormat, OnError, QuerySpec};
+
+    fn query(kernel: &str) -> QuerySpec {
+        QuerySpec {
+            kernel: kernel.into(),
+            input: InputFormat {
+                delimiter: b';',
+                quote: None,
+                header: false,
+                columns: vec!["station".into(), "temp".into()],
+            },
+            group_by: vec!["station".into()],
+            aggregates: vec![Aggregate {
+                func: AggFunc::Mean,
+                column: Some("temp".into()),
+            }],
+            on_error: OnError::Fail,
+        }
+    }
+
+    fn inline(bytes: &[u8]) -> Source {
+        Source::Inline {
+            name: "<stdin>".into(),
+            first_line: 1,
+            bytes: ByteBuf::from(bytes.to_vec()),
+        }
+    }
+
+    /// Serves `messages` (without Shutdown unless given) and returns replies.
+    fn exchange(messages: &[ToWorker]) -> (Result<(), Error>, Vec<FromWorker>) {
+        let mut input = Vec::new();
+        for m in messages {
+            frame::encode_frame(&mut input, m).unwrap();
+        }
+        let mut output = Vec::new();
+        let res = serve(&input[..], &mut output, &Registry::with_builtins());
+        let mut reader = FrameReader::new(&output[..], DEFAULT_MAX_FRAME);
+        let mut replies = Vec::new();
+        while let Some(m) = reader.read_message().unwrap() {
+            replies.push(m);
+        }
+        (res, replies)
+    }
+
+    #[test]
+    fn hello_prepare_task_shutdown() {
+        let (res, replies) = exchange(&[
+            ToWorker::Hello {
+                protocol_version: 99,
+            },
+            ToWorker::Prepare {
+                query_id: 1,
+                query: query("delimited"),
+            },
+            ToWorker::Task {
+                task_id: 7,
+                query_id: 1,
+                source: inline(b"Hamburg;12.0\nOslo;-3.5\nHamburg;8.0\n"),
+            },
+            ToWorker::Task {
+                task_id: 8,
+                query_id: 1,
+                source: inline(b"Oslo;cold\n"),
+            },
+            ToWorker::Task {
+                task_id: 9,
+                query_id: 2,
+                source: inline(b""),
+            },
+            ToWorker::Shutdown,
+            ToWorker::Hello {
+                protocol_version: 1,
+            },
+        ]);
+        res.unwrap();
+        assert_eq!(replies.len(), 4, "nothing after shutdown: {replies:?}");
+        match &replies[0] {
+            FromWorker::Hello {
+                protocol_version,
+                worker_version,
+                pid,
+                kernels,
+            } => {
+                assert_eq!(*protocol_version, PROTOCOL_VERSION);
+                assert_eq!(worker_version, env!("CARGO_PKG_VERSION"));
+                assert_eq!(*pid, std::process::id());
+                assert_eq!(kernels, &["delimited"]);
+            }
+            other => panic!("expected hello, got {other:?}"),
+        }
+        match &replies[1] {
+            FromWorker::Result(r) => {
+                assert_eq!(r.task_id, 7);
+                assert_eq!(r.counters.records, 3);
+                assert_eq!(r.partial.groups.len(), 2);
+                let hamburg = r
+                    .partial
+                    .groups
+                    .iter()
+                    .find(|g| g.key == vec![Some(ByteBuf::from(b"Hamburg".to_vec()))])
+                    .unwrap();
+                assert_eq!(hamburg.values[0].mean(), Some(10.0));
+            }
+            other => panic!("expected result, got {other:?}"),
+        }
+        match &replies[2] {
+            FromWorker::TaskError(e) => {
+                assert_eq!(e.task_id, 8);
+                assert_eq!(e.kind, ErrorKind::Input);
+                assert_eq!(e.message, "column `temp`: `cold` is not a number");
+                assert_eq!(e.location.as_ref().and_then(|l| l.line), Some(1));
+            }
+            other => panic!("expected task error, got {other:?}"),
+        }
+        match &replies[3] {
+            FromWorker::TaskError(e) => {
+                assert_eq!(e.task_id, 9);
+                assert_eq!(e.kind, ErrorKind::Internal);
+            }
+            other => panic!("expected task error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn failed_prepare_fails_each_task() {
+        let (res, replies) = exchange(&[
+            ToWorker::Prepare {
+                query_id: 1,
+                query: query("nope"),
+            },
+            ToWorker::Task {
+                task_id: 1,
+                query_id: 1,
+                source: inline(b"a;1\n"),
+            },
+            ToWorker::Task {
+                task_id: 2,
+                query_id: 1,
+                source: inline(b"a;1\n"),
+            },
+        ]);
+        // Clean end of input without Shutdown is fine too.
+        res.unwrap();
+        assert_eq!(replies.len(), 2);
+        for (r, id) in replies.iter().zip([1, 2]) {
+            match r {
+                FromWorker::TaskError(e) => {
+                    assert_eq!(e.task_id, id);
+                    assert_eq!(e.kind, ErrorKind::Query);
+                    assert_eq!(
+                        e.message,
+                        "unknown kernel `nope`; this worker has: delimited"
+                    );
+                }
+                other => panic!("expected task error, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn garbage_frame_is_an_error() {
+        let mut input = Vec::new();
+        frame::encode_frame(
+            &mut input,
+            &ToWorker::Hello {
+                protocol_version: 1,
+            },
+        )
+        .unwrap();
+        input.extend_from_slice(&[3, 0, 0, 0, 0xc1, 0xc1, 0xc1]);
+        let mut output = Vec::new();
+        let err = serve(&input[..], &mut output, &Registry::with_builtins()).unwrap_err();
+        assert!(matches!(
+            err,
+            Error::Protocol(tally_protocol::Error::Decode { .. })
+        ));
+        assert!(!err.is_broken_pipe());
+        // The hello was answered before.
+        assert!(!output.is_empty());
+    }
+
+    #[test]
+    fn broken_pipe_is_recognised() {
+        struct Closed;
+        impl Write for Closed {
+            fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+                Err(io::ErrorKind::BrokenPipe.into())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut input = Vec::new();
+        frame::encode_frame(
+            &mut input,
+            &ToWorker::Hello {
+                protocol_version: 1,
+            },
+        )
+        .unwrap();
+        let err = serve(&input[..], Closed, &Registry::with_builtins()).unwrap_err();
+        assert!(err.is_broken_pipe(), "{err}");
+    }
+}
