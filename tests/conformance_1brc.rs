@@ -10,7 +10,8 @@ fn samples() -> Vec<(std::path::PathBuf, String)> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(&dir).unwrap() {
         let p = entry.unwrap().path();
-        if p.extension().is_some_and(|e| e == "txt") {
+        let is_sample = p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("measurements"));
+        if is_sample && p.extension().is_some_and(|e| e == "txt") {
             let expected = std::fs::read_to_string(p.with_extension("out")).unwrap();
             out.push((p, expected));
         }
