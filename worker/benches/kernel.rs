@@ -43,6 +43,7 @@ fn query() -> QuerySpec {
             quote: None,
             header: false,
             columns: vec!["station".into(), "temp".into()],
+            format: Default::default(),
         },
         group_by: vec!["station".into()],
         aggregates: [AggFunc::Min, AggFunc::Mean, AggFunc::Max]
@@ -53,6 +54,7 @@ fn query() -> QuerySpec {
             })
             .collect(),
         on_error: OnError::Fail,
+        panes: None,
     }
 }
 

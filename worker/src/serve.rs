@@ -162,6 +162,7 @@ mod tests {
                 quote: None,
                 header: false,
                 columns: vec!["station".into(), "temp".into()],
+                format: Default::default(),
             },
             group_by: vec!["station".into()],
             aggregates: vec![Aggregate {
@@ -169,6 +170,7 @@ mod tests {
                 column: Some("temp".into()),
             }],
             on_error: OnError::Fail,
+            panes: None,
         }
     }
 

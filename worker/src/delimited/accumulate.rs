@@ -78,6 +78,78 @@ impl ValueAcc {
     }
 
     /// Adds a value that is not a short decimal.
+    /// Adds `count` values known by their exact sums at `scale`: the same
+    /// result as pushing each of them.
+    pub(crate) fn merge_exact(
+        &mut self,
+        count: u64,
+        sum: i128,
+        sum_sq: i128,
+        scale: u8,
+        min: i64,
+        max: i64,
+    ) {
+        if count == 0 {
+            return;
+        }
+        if self.count == 0 && self.spill.is_none() {
+            *self = ValueAcc {
+                count,
+                scale,
+                min,
+                max,
+                sum,
+                sum_sq,
+                spill: None,
+            };
+            return;
+        }
+        let other = NumState::from_exact(count, sum, Some(sum_sq), scale, min, max);
+        // Bring both to the larger scale; what does not fit goes to the
+        // float spill, as in push_exact.
+        if scale > self.scale && self.count > 0 && !self.rescale(scale, true) {
+            self.spill
+                .get_or_insert_with(Default::default)
+                .merge(&other);
+            return;
+        }
+        if self.count == 0 {
+            self.scale = scale;
+        }
+        let d = self.scale - scale.min(self.scale);
+        let p = i128::from(POW10[usize::from(d)]);
+        let aligned = (
+            sum.checked_mul(p),
+            sum_sq.checked_mul(p * p),
+            min.checked_mul(POW10[usize::from(d)]),
+            max.checked_mul(POW10[usize::from(d)]),
+        );
+        let (Some(s), Some(q), Some(lo), Some(hi)) = aligned else {
+            self.spill
+                .get_or_insert_with(Default::default)
+                .merge(&other);
+            return;
+        };
+        match (self.sum.checked_add(s), self.sum_sq.checked_add(q)) {
+            (Some(s), Some(q)) => {
+                if self.count == 0 {
+                    self.min = lo;
+                    self.max = hi;
+                } else {
+                    self.min = self.min.min(lo);
+                    self.max = self.max.max(hi);
+                }
+                self.count += count;
+                self.sum = s;
+                self.sum_sq = q;
+            }
+            _ => self
+                .spill
+                .get_or_insert_with(Default::default)
+                .merge(&other),
+        }
+    }
+
     pub(crate) fn push_f64(&mut self, x: f64) {
         self.spill.get_or_insert_with(Default::default).push_f64(x);
     }

@@ -4,6 +4,7 @@
 use tally_protocol::Partial;
 
 use super::columns::Columns;
+use super::fast::FastTable;
 use super::number::{parse_number, trim_spaces, Number};
 use super::scan::Span;
 use super::table::{encode_key, GroupTable, KeyShape};
@@ -160,6 +161,25 @@ impl<'c> Aggregator<'c> {
     }
 
     /// The groups.
+    /// Folds in the groups of the fast path (one value column, in tenths).
+    pub(crate) fn merge_fast(&mut self, fast: &FastTable) {
+        for g in fast.groups() {
+            let group = self.table.group(g.key);
+            self.table.add_rows(group, g.count);
+            if let Some(acc) = self.table.accs(group).first_mut() {
+                acc.merge_exact(
+                    g.count,
+                    i128::from(g.sum),
+                    i128::from(g.sum_sq),
+                    1,
+                    g.min,
+                    g.max,
+                );
+            }
+        }
+        self.records += fast.records;
+    }
+
     pub(crate) fn into_partial(self) -> Partial {
         self.table.into_partial(self.squares)
     }

@@ -90,6 +90,7 @@ mod tests {
                 quote: None,
                 header: true,
                 columns: vec![],
+                format: Default::default(),
             },
             group_by: by.iter().map(|s| s.to_string()).collect(),
             aggregates: values
@@ -100,6 +101,7 @@ mod tests {
                 })
                 .collect(),
             on_error: OnError::Fail,
+            panes: None,
         }
     }
 

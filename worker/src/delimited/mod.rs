@@ -18,7 +18,11 @@
 mod accumulate;
 mod aggregator;
 mod columns;
+mod event_time;
+mod fast;
+mod ndjson;
 mod number;
+mod pane;
 mod scan;
 mod source;
 mod table;
@@ -56,6 +60,10 @@ impl Kernel for DelimitedKernel {
     }
 
     fn prepare(&self, query: &QuerySpec) -> Result<Box<dyn PreparedQuery>, TaskFailure> {
+        // Stream batches (NDJSON records, event-time panes): see `pane.rs`.
+        if pane::handles(query) {
+            return Ok(Box::new(pane::PanedQuery::new(query)?));
+        }
         Ok(Box::new(Delimited::new(query)?))
     }
 }
@@ -273,11 +281,22 @@ fn aggregate(
         }
     };
     let mut splitter = Splitter::new(query.input.delimiter, quote, columns.wanted);
-    let stop = if plain {
+    let fast_shape =
+        columns.key_fields == [0] && columns.value_fields == [1] && columns.wanted == 2;
+    let mut fast_table = None;
+    let stop = if plain && fast_shape {
+        let table = fast_table.insert(fast::FastTable::new());
+        fast::scan(data, first, end, query.input.delimiter, table, |pos| {
+            splitter.scan_plain(data, pos, pos + 1, &mut record)
+        })?
+    } else if plain {
         splitter.scan_plain(data, first, end, &mut record)?
     } else {
         splitter.scan_quoted(data, first, end, &mut record)?
     };
+    if let Some(table) = &fast_table {
+        aggregator.merge_fast(table);
+    }
     output.counters.records = aggregator.records;
     output.counters.bytes = stop.saturating_sub(first) as u64;
     output.counters.bad_records = bad_records;

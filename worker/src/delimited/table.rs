@@ -116,6 +116,21 @@ impl GroupTable {
     }
 
     /// Number of groups.
+    /// Adds `n` records to group `g` without touching its values.
+    pub(crate) fn add_rows(&mut self, g: usize, n: u64) {
+        if let Some(e) = self.entries.get_mut(g) {
+            e.rows += n;
+        }
+    }
+
+    /// The accumulators of group `g`.
+    pub(crate) fn accs(&mut self, g: usize) -> &mut [ValueAcc] {
+        let start = g * self.values;
+        self.accs
+            .get_mut(start..start + self.values)
+            .unwrap_or_default()
+    }
+
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.entries.len()
