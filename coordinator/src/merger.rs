@@ -12,7 +12,7 @@
 
 use std::collections::BTreeMap;
 
-use tally_protocol::{Counters, GroupTable, Location, Partial};
+use tally_protocol::{Counters, GroupTable, Location, Partial, TaskError};
 
 use crate::planner::Chunk;
 
@@ -38,14 +38,25 @@ pub struct Rerun {
     pub start_in_quotes: bool,
 }
 
+/// What a chunk's task produced, waiting for its turn.
+enum Outcome {
+    /// A partial.
+    Merged(Partial, Counters, Vec<Location>),
+    /// A data error, found with this quote-state guess: it stands only if
+    /// the guess was right (a chunk read from inside a quoted field by
+    /// mistake can look like bad data).
+    Failed(bool, TaskError),
+}
+
 /// The in-order merger.
 pub struct ChunkMerger {
     first_of_file: Vec<bool>,
     next: usize,
     in_quotes: bool,
-    waiting: BTreeMap<usize, (Partial, Counters, Vec<Location>)>,
+    waiting: BTreeMap<usize, Outcome>,
     table: GroupTable,
     totals: Totals,
+    failure: Option<TaskError>,
 }
 
 /// Bad-record locations kept for the summary.
@@ -61,6 +72,7 @@ impl ChunkMerger {
             waiting: BTreeMap::new(),
             table: GroupTable::new(),
             totals: Totals::default(),
+            failure: None,
         }
     }
 
@@ -100,18 +112,58 @@ impl ChunkMerger {
         counters: Counters,
         bad: Vec<Location>,
     ) -> Option<Rerun> {
-        self.waiting.insert(chunk, (partial, counters, bad));
-        while let Some((partial, counters, bad)) = self.waiting.remove(&self.next) {
+        self.waiting
+            .insert(chunk, Outcome::Merged(partial, counters, bad));
+        self.drain()
+    }
+
+    /// Accepts a data error of `chunk`'s task, run with `start_in_quotes`.
+    /// Once the earlier chunks are merged, the error either stands
+    /// ([`ChunkMerger::take_failure`]) or, when the guess was wrong, the
+    /// chunk is run again.
+    pub fn accept_failure(
+        &mut self,
+        chunk: usize,
+        start_in_quotes: bool,
+        error: TaskError,
+    ) -> Option<Rerun> {
+        self.waiting
+            .insert(chunk, Outcome::Failed(start_in_quotes, error));
+        self.drain()
+    }
+
+    /// A data error confirmed by the quote state: the run must stop.
+    pub fn take_failure(&mut self) -> Option<TaskError> {
+        self.failure.take()
+    }
+
+    fn drain(&mut self) -> Option<Rerun> {
+        while let Some(outcome) = self.waiting.remove(&self.next) {
             let expected = match self.first_of_file.get(self.next) {
                 Some(true) => false,
                 _ => self.in_quotes,
             };
-            if counters.start_in_quotes != expected {
-                return Some(Rerun {
-                    chunk: self.next,
-                    start_in_quotes: expected,
-                });
-            }
+            let (partial, counters, bad) = match outcome {
+                Outcome::Failed(guess, _)
+                | Outcome::Merged(
+                    _,
+                    Counters {
+                        start_in_quotes: guess,
+                        ..
+                    },
+                    _,
+                ) if guess != expected => {
+                    return Some(Rerun {
+                        chunk: self.next,
+                        start_in_quotes: expected,
+                    });
+                }
+                Outcome::Failed(_, error) => {
+                    self.failure = Some(error);
+                    return None;
+                }
+                Outcome::Merged(partial, counters, bad) => (partial, counters, bad),
+            };
             self.in_quotes = expected ^ (counters.quotes % 2 == 1);
             self.table.merge(partial);
             self.totals.records += counters.records;
@@ -176,10 +228,16 @@ mod tests {
         let chunks = [chunk(0, true), chunk(1, false), chunk(2, false)];
         let mut m = ChunkMerger::new(&chunks);
         // Chunk 2 arrives first, guessed outside quotes.
-        assert_eq!(m.accept(2, Partial::default(), counters(0, false), vec![]), None);
+        assert_eq!(
+            m.accept(2, Partial::default(), counters(0, false), vec![]),
+            None
+        );
         assert_eq!(m.waiting(), 1);
         // Chunk 0 has an odd quote count: chunk 1 starts inside quotes.
-        assert_eq!(m.accept(0, Partial::default(), counters(3, false), vec![]), None);
+        assert_eq!(
+            m.accept(0, Partial::default(), counters(3, false), vec![]),
+            None
+        );
         assert_eq!(m.known_quote_state(1), Some(true));
         assert_eq!(
             m.accept(1, Partial::default(), counters(1, false), vec![]),
@@ -189,17 +247,59 @@ mod tests {
             })
         );
         // The rerun closes the quote; chunk 2's guess was right.
-        assert_eq!(m.accept(1, Partial::default(), counters(1, true), vec![]), None);
+        assert_eq!(
+            m.accept(1, Partial::default(), counters(1, true), vec![]),
+            None
+        );
         assert!(m.is_complete());
         assert_eq!(m.finish().1.records, 3);
+    }
+
+    #[test]
+    fn a_data_error_stands_only_under_the_right_quote_state() {
+        let chunks = [chunk(0, true), chunk(1, false), chunk(2, false)];
+        let err = |m: &str| TaskError {
+            task_id: 0,
+            kind: tally_protocol::ErrorKind::Input,
+            message: m.into(),
+            location: None,
+        };
+        let mut m = ChunkMerger::new(&chunks);
+        // Chunk 1 read as outside quotes looks bad; chunk 0 leaves quotes open.
+        assert_eq!(m.accept_failure(1, false, err("garbage")), None);
+        assert!(m.take_failure().is_none());
+        assert_eq!(
+            m.accept(0, Partial::default(), counters(1, false), vec![]),
+            Some(Rerun {
+                chunk: 1,
+                start_in_quotes: true
+            })
+        );
+        assert!(m.take_failure().is_none());
+        // Run again from inside quotes, it is fine; chunk 2 really is bad.
+        assert_eq!(
+            m.accept(1, Partial::default(), counters(1, true), vec![]),
+            None
+        );
+        assert_eq!(m.accept_failure(2, false, err("real")), None);
+        assert_eq!(
+            m.take_failure().map(|e| e.message),
+            Some("real".to_string())
+        );
     }
 
     #[test]
     fn a_new_file_resets_the_quote_state() {
         let chunks = [chunk(0, true), chunk(1, true)];
         let mut m = ChunkMerger::new(&chunks);
-        assert_eq!(m.accept(0, Partial::default(), counters(1, false), vec![]), None);
-        assert_eq!(m.accept(1, Partial::default(), counters(0, false), vec![]), None);
+        assert_eq!(
+            m.accept(0, Partial::default(), counters(1, false), vec![]),
+            None
+        );
+        assert_eq!(
+            m.accept(1, Partial::default(), counters(0, false), vec![]),
+            None
+        );
         assert!(m.is_complete());
     }
 }

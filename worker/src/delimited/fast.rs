@@ -17,19 +17,50 @@
 //! the mapping) goes to the general path, record by record, so results are
 //! identical; the two tables are merged at the end of the task.
 
-use super::table::hash_bytes;
+use memchr::memchr;
 
 const LO: u64 = 0x0101_0101_0101_0101;
 const HI: u64 = 0x8080_8080_8080_8080;
 
-/// Reads 8 bytes at `at`; the caller guarantees `at + 8 <= data.len()`.
+/// Reads 8 bytes at `at` (little-endian); bytes past the end read as 0.
 #[inline(always)]
 fn word_at(data: &[u8], at: usize) -> u64 {
-    let mut w = [0u8; 8];
-    if let Some(b) = data.get(at..at + 8) {
-        w.copy_from_slice(b);
+    match data.get(at..at + 8) {
+        Some(b) => {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(b);
+            u64::from_le_bytes(w)
+        }
+        None => 0,
     }
-    u64::from_le_bytes(w)
+}
+
+/// The first 16 bytes of a key of `len` bytes that starts with the words
+/// `w0`, `w1`, zero-padded.
+#[inline(always)]
+fn head_words(w0: u64, w1: u64, len: usize) -> [u64; 2] {
+    let bits = 8 * len.min(16) as u32;
+    let keep = u128::MAX.checked_shr(128 - bits).unwrap_or(0);
+    [w0 & keep as u64, w1 & (keep >> 64) as u64]
+}
+
+/// A multiply-fold hash of the head words, the length, and for long keys
+/// the last 8 bytes.
+#[inline(always)]
+fn hash_head(key: &[u8], head: [u64; 2]) -> u64 {
+    const K0: u64 = 0x243F_6A88_85A3_08D3;
+    const K1: u64 = 0x9E37_79B9_7F4A_7C15;
+    const K2: u64 = 0xD6E8_FEB8_6659_FD93;
+    let mut b = head[1] ^ K1;
+    if key.len() > 16 {
+        let mut last = [0u8; 8];
+        if let Some(t) = key.get(key.len() - 8..) {
+            last.copy_from_slice(t);
+        }
+        b ^= u64::from_le_bytes(last).rotate_left(29);
+    }
+    let p = u128::from(head[0] ^ K0 ^ (key.len() as u64).wrapping_mul(K2)) * u128::from(b);
+    (p as u64) ^ ((p >> 64) as u64)
 }
 
 /// Bytes of `w` equal to the byte repeated in `pattern`, as high bits; the
@@ -40,6 +71,33 @@ fn matches(w: u64, pattern: u64) -> u64 {
     x.wrapping_sub(LO) & !x & HI
 }
 
+/// Per (decimal point position, sign): the mask of the fixed bytes, their
+/// expected value, and the mask of the digit bytes. Shapes that cannot be
+/// (three integer digits, none) get a mask that never matches.
+const SHAPES: [[u64; 3]; 8] = {
+    let mut t = [[0, 1, 0]; 8];
+    let mut d = 1;
+    while d <= 3 {
+        let mut neg = 0;
+        while neg <= 1 {
+            let int_digits = d - neg;
+            if int_digits >= 1 && int_digits <= 2 {
+                let sh = 8 * d as u32;
+                let sign_mask: u64 = if neg == 1 { 0xFF } else { 0 };
+                let mask = (0xFFu64 << sh) | (0xFFu64 << (sh + 16)) | sign_mask;
+                let expect = ((b'.' as u64) << sh)
+                    | ((b'\n' as u64) << (sh + 16))
+                    | ((b'-' as u64) & sign_mask);
+                let digits = (((1u64 << sh) - 1) & !sign_mask) | (0xFFu64 << (sh + 8));
+                t[(d << 1) | neg] = [mask, expect, digits];
+            }
+            neg += 1;
+        }
+        d += 1;
+    }
+    t
+};
+
 /// Parses `-?d?d.d\n` from the first bytes of `word` (little-endian).
 /// Returns the value in tenths and the bytes it took, newline included.
 #[inline(always)]
@@ -47,35 +105,21 @@ pub(crate) fn parse_tenths(word: u64) -> Option<(i64, usize)> {
     // Digits (0x30..0x39) have bit 4 set; '.' (0x2E) does not. The first
     // byte among 1..=3 without it is the decimal point.
     let dot_bit = (!word & 0x1010_1000).trailing_zeros();
-    if dot_bit > 28 {
-        return None;
-    }
-    let d = (dot_bit >> 3) as usize; // byte index of '.': 1, 2 or 3
+    let d = (dot_bit >> 3) as usize & 7; // byte index of '.': 1, 2 or 3 (4: none)
     let neg = (word & 0xFF) == u64::from(b'-');
-    let int_digits = d - usize::from(neg);
-    if !(1..=2).contains(&int_digits) {
-        return None;
-    }
-    let sh = 8 * d as u32;
-    let sign_mask = if neg { 0xFF } else { 0 };
-    // The fixed bytes: '.', the newline two bytes later, the sign.
-    let mask = (0xFFu64 << sh) | (0xFFu64 << (sh + 16)) | sign_mask;
-    let expect =
-        (u64::from(b'.') << sh) | (u64::from(b'\n') << (sh + 16)) | (u64::from(b'-') & sign_mask);
-    if word & mask != expect {
-        return None;
-    }
-    // The digit bytes: high nibble 3, low nibble at most 9.
-    let digits_mask = (((1u64 << sh) - 1) & !sign_mask) | (0xFFu64 << (sh + 8));
-    if word & digits_mask & 0xF0F0_F0F0_F0F0_F0F0 != 0x3030_3030_3030_3030 & digits_mask {
-        return None;
-    }
-    let low = word & digits_mask & 0x0F0F_0F0F_0F0F_0F0F;
-    if (low + (0x0606_0606_0606_0606 & digits_mask)) & 0xF0F0_F0F0_F0F0_F0F0 != 0 {
+    let [mask, expect, digits] = SHAPES[((d & 3) << 1) | usize::from(neg)];
+    // One test for: the point where it should be, the newline after the
+    // fraction digit, the sign; then every digit byte is 0x30..=0x39.
+    let low = word & digits & 0x0F0F_0F0F_0F0F_0F0F;
+    let bad_fixed = (word & mask) ^ expect;
+    let bad_high = (word & digits & 0xF0F0_F0F0_F0F0_F0F0) ^ (0x3030_3030_3030_3030 & digits);
+    let bad_low = (low + (0x0606_0606_0606_0606 & digits)) & 0xF0F0_F0F0_F0F0_F0F0;
+    if (bad_fixed | bad_high | bad_low) != 0 || d > 3 {
         return None;
     }
     // Align the digits to bytes 1, 2 and 4, and combine them with one
     // multiplication: 100*a + 10*b + c lands in bits 32..42.
+    let sign_mask = if neg { 0xFF } else { 0 };
     let aligned = ((word & !sign_mask) << (28 - dot_bit)) & 0x0F_000F_0F00;
     let abs = (aligned.wrapping_mul(0x640A_0001) >> 32) & 0x3FF;
     let signed = -i64::from(neg);
@@ -86,6 +130,9 @@ pub(crate) fn parse_tenths(word: u64) -> Option<(i64, usize)> {
 /// the values in tenths.
 struct Entry {
     hash: u64,
+    /// The key's first 16 bytes, zero-padded: most keys compare in two
+    /// word comparisons.
+    head: [u64; 2],
     key_start: usize,
     key_len: usize,
     count: u64,
@@ -126,20 +173,22 @@ impl FastTable {
     }
 
     #[inline(always)]
-    fn add(&mut self, key: &[u8], value: i64) {
-        let hash = hash_bytes(key);
+    fn add(&mut self, key: &[u8], head: [u64; 2], value: i64) {
+        let hash = hash_head(key, head);
         let mask = self.slots.len() - 1;
         let mut i = (hash as usize) & mask;
         loop {
             let slot = self.slots.get(i).copied().unwrap_or(0);
             if slot == 0 {
-                self.insert(i, hash, key, value);
+                self.insert(i, hash, key, head, value);
                 return;
             }
             let idx = slot as usize - 1;
             if let Some(e) = self.entries.get_mut(idx) {
-                if e.hash == hash
-                    && self.arena.get(e.key_start..e.key_start + e.key_len) == Some(key)
+                if e.head == head
+                    && e.key_len == key.len()
+                    && (key.len() <= 16
+                        || self.arena.get(e.key_start..e.key_start + e.key_len) == Some(key))
                 {
                     e.count += 1;
                     e.sum += value;
@@ -155,10 +204,11 @@ impl FastTable {
     }
 
     #[cold]
-    fn insert(&mut self, slot: usize, hash: u64, key: &[u8], value: i64) {
+    fn insert(&mut self, slot: usize, hash: u64, key: &[u8], head: [u64; 2], value: i64) {
         let idx = self.entries.len();
         self.entries.push(Entry {
             hash,
+            head,
             key_start: self.arena.len(),
             key_len: key.len(),
             count: 1,
@@ -222,54 +272,85 @@ fn unreachable_groups() {
     log::error!("fast table: more than u32::MAX groups in one task");
 }
 
+/// How a fast scan ended.
+pub(crate) enum Scan {
+    /// Every record was handled; the last one ended here.
+    Done(usize),
+    /// A quote byte was seen: the task must be read with quote rules.
+    Quoted,
+}
+
 /// Aggregates the records starting in `[first, end)` of `data`: those of the
 /// fast shape into `table`, each other one through `general(pos)`, which
 /// handles the single record (or blank line) at `pos` and returns where the
-/// next one starts. Returns where the last record ended.
+/// next one starts. With `quote`, stops at the first record that holds a
+/// quote byte (the fast shape cannot: its key is searched word by word for
+/// it, its value is digits).
 #[inline(never)]
 pub(crate) fn scan<E>(
     data: &[u8],
     first: usize,
     end: usize,
     delimiter: u8,
+    quote: Option<u8>,
     table: &mut FastTable,
     mut general: impl FnMut(usize) -> Result<usize, E>,
-) -> Result<usize, E> {
+) -> Result<Scan, E> {
     let delim = LO * u64::from(delimiter);
     let newline = LO * u64::from(b'\n');
+    // A quote pattern that can match nothing when there is no quote byte:
+    // the newline pattern again.
+    let quotes = quote.map_or(newline, |q| LO * u64::from(q));
     // 8-byte reads must stay inside the data: the last records of the
     // mapping take the general path.
     let safe_end = data.len().saturating_sub(24);
     let mut pos = first;
     while pos < end {
         if pos < safe_end {
-            // The delimiter, unless a newline comes first.
-            let mut at = pos;
-            let found = loop {
-                if at + 8 > safe_end {
-                    break None;
+            // The delimiter, unless a newline or a quote comes first: most
+            // keys are shorter than 16 bytes, so look at two words at once.
+            let (w0, w1) = (word_at(data, pos), word_at(data, pos + 8));
+            let hits = |w: u64| matches(w, delim) | matches(w, newline) | matches(w, quotes);
+            let both = u128::from(hits(w0)) | (u128::from(hits(w1)) << 64);
+            let found = if both != 0 {
+                Some(pos + (both.trailing_zeros() / 8) as usize)
+            } else {
+                let mut at = pos + 16;
+                loop {
+                    if at + 8 > safe_end {
+                        break None;
+                    }
+                    let h = hits(word_at(data, at));
+                    if h != 0 {
+                        break Some(at + (h.trailing_zeros() / 8) as usize);
+                    }
+                    at += 8;
                 }
-                let w = word_at(data, at);
-                let hits = matches(w, delim) | matches(w, newline);
-                if hits != 0 {
-                    break Some(at + (hits.trailing_zeros() / 8) as usize);
-                }
-                at += 8;
             };
             if let Some(p) = found {
-                if p > pos && data.get(p) == Some(&delimiter) {
+                let byte = data.get(p).copied();
+                if p > pos && byte == Some(delimiter) {
                     if let Some((value, used)) = parse_tenths(word_at(data, p + 1)) {
                         let key = data.get(pos..p).unwrap_or_default();
-                        table.add(key, value);
+                        table.add(key, head_words(w0, w1, p - pos), value);
                         pos = p + 1 + used;
                         continue;
                     }
+                } else if byte.is_some() && byte == quote {
+                    return Ok(Scan::Quoted);
                 }
+            }
+        }
+        if let Some(q) = quote {
+            let rest = data.get(pos..).unwrap_or_default();
+            let line = memchr(b'\n', rest).map_or(rest, |i| rest.get(..i).unwrap_or_default());
+            if memchr(q, line).is_some() {
+                return Ok(Scan::Quoted);
             }
         }
         pos = general(pos)?;
     }
-    Ok(pos.min(data.len()))
+    Ok(Scan::Done(pos.min(data.len())))
 }
 
 #[cfg(test)]

@@ -211,6 +211,18 @@ struct Task<'a> {
     count_quotes: bool,
 }
 
+/// How the records of a task are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// `fast`: the `key<delim>d.d` loop, other records one by one through
+    /// the plain splitter; gives up at the first quote byte.
+    Fast,
+    /// Plain splitter: no record holds a quote byte.
+    Plain,
+    /// RFC 4180 through csv-core.
+    Quoted,
+}
+
 /// Aggregates the records a task owns.
 fn aggregate(
     query: &QuerySpec,
@@ -222,6 +234,78 @@ fn aggregate(
     let quote = query.input.quote;
     let end = task.end.min(data.len());
     let start = task.start.min(end);
+    let empty = || TaskOutput {
+        counters: Counters {
+            start_in_quotes: task.start_in_quotes,
+            quotes: match (quote, task.count_quotes) {
+                (Some(q), true) => count_byte(q, data.get(start..end).unwrap_or_default()),
+                _ => 0,
+            },
+            ..Counters::default()
+        },
+        ..TaskOutput::default()
+    };
+    let first = if start == 0 && task.skip_header {
+        next_record_end(data, 0, quote, false).map_or(data.len(), |nl| nl + 1)
+    } else {
+        match first_record(data, start, end, quote, task.start_in_quotes) {
+            Some(first) => first,
+            None => return Ok(empty()),
+        }
+    };
+    if first >= end {
+        return Ok(empty());
+    }
+
+    // The fast loop first, when the query has its shape; it also proves the
+    // records quote-free, so the quote count is that of the bytes before
+    // the first record.
+    let fast_shape =
+        columns.key_fields == [0] && columns.value_fields == [1] && columns.wanted == 2;
+    if fast_shape {
+        if let Some(mut output) =
+            read_records(query, squares, columns, task, first, end, Mode::Fast)?
+        {
+            if let (Some(q), true) = (quote, task.count_quotes) {
+                output.counters.quotes = count_byte(q, data.get(start..first).unwrap_or_default());
+            }
+            return Ok(output);
+        }
+    }
+
+    // Plain path when no record the task scans holds a quote byte: the
+    // records in `first..end`, and the tail of the last one.
+    let quotes = empty().counters.quotes;
+    let tail_end =
+        memchr(b'\n', data.get(end - 1..).unwrap_or_default()).map_or(data.len(), |i| end + i);
+    let plain = match quote {
+        None => true,
+        Some(q) => {
+            let known_clean = task.count_quotes && quotes == 0;
+            let checked = if known_clean { end } else { first };
+            memchr(q, data.get(checked..tail_end).unwrap_or_default()).is_none()
+        }
+    };
+    let mode = if plain { Mode::Plain } else { Mode::Quoted };
+    let mut output =
+        read_records(query, squares, columns, task, first, end, mode)?.unwrap_or_default();
+    output.counters.quotes = quotes;
+    Ok(output)
+}
+
+/// Reads the records starting in `first..end` in `mode`; `None` when the
+/// fast mode met a quote byte.
+fn read_records(
+    query: &QuerySpec,
+    squares: &[bool],
+    columns: &Columns,
+    task: &Task<'_>,
+    first: usize,
+    end: usize,
+    mode: Mode,
+) -> Result<Option<TaskOutput>, TaskFailure> {
+    let data = task.data;
+    let quote = query.input.quote;
     let mut output = TaskOutput {
         counters: Counters {
             start_in_quotes: task.start_in_quotes,
@@ -229,35 +313,6 @@ fn aggregate(
         },
         ..TaskOutput::default()
     };
-    let range = data.get(start..end).unwrap_or_default();
-    if let (Some(q), true) = (quote, task.count_quotes) {
-        output.counters.quotes = count_byte(q, range);
-    }
-    let first = if start == 0 && task.skip_header {
-        next_record_end(data, 0, quote, false).map_or(data.len(), |nl| nl + 1)
-    } else {
-        match first_record(data, start, end, quote, task.start_in_quotes) {
-            Some(first) => first,
-            None => return Ok(output),
-        }
-    };
-    if first >= end {
-        return Ok(output);
-    }
-
-    // Plain path when no record the task scans holds a quote byte: the
-    // records in `first..end`, and the tail of the last one.
-    let tail_end =
-        memchr(b'\n', data.get(end - 1..).unwrap_or_default()).map_or(data.len(), |i| end + i);
-    let plain = match quote {
-        None => true,
-        Some(q) => {
-            let known_clean = task.count_quotes && output.counters.quotes == 0;
-            let checked = if known_clean { end } else { first };
-            memchr(q, data.get(checked..tail_end).unwrap_or_default()).is_none()
-        }
-    };
-
     let value_names = query.value_columns();
     let mut aggregator = Aggregator::new(columns, squares);
     let mut locator = Locator::new(task.name, data, task.first_line);
@@ -281,18 +336,26 @@ fn aggregate(
         }
     };
     let mut splitter = Splitter::new(query.input.delimiter, quote, columns.wanted);
-    let fast_shape =
-        columns.key_fields == [0] && columns.value_fields == [1] && columns.wanted == 2;
     let mut fast_table = None;
-    let stop = if plain && fast_shape {
-        let table = fast_table.insert(fast::FastTable::new());
-        fast::scan(data, first, end, query.input.delimiter, table, |pos| {
-            splitter.scan_plain(data, pos, pos + 1, &mut record)
-        })?
-    } else if plain {
-        splitter.scan_plain(data, first, end, &mut record)?
-    } else {
-        splitter.scan_quoted(data, first, end, &mut record)?
+    let stop = match mode {
+        Mode::Fast => {
+            let table = fast_table.insert(fast::FastTable::new());
+            let scanned = fast::scan(
+                data,
+                first,
+                end,
+                query.input.delimiter,
+                quote,
+                table,
+                |pos| splitter.scan_plain(data, pos, pos + 1, &mut record),
+            )?;
+            match scanned {
+                fast::Scan::Done(stop) => stop,
+                fast::Scan::Quoted => return Ok(None),
+            }
+        }
+        Mode::Plain => splitter.scan_plain(data, first, end, &mut record)?,
+        Mode::Quoted => splitter.scan_quoted(data, first, end, &mut record)?,
     };
     if let Some(table) = &fast_table {
         aggregator.merge_fast(table);
@@ -302,5 +365,5 @@ fn aggregate(
     output.counters.bad_records = bad_records;
     output.bad_samples = bad_samples;
     output.partial = aggregator.into_partial();
-    Ok(output)
+    Ok(Some(output))
 }
