@@ -98,6 +98,24 @@ const SHAPES: [[u64; 3]; 8] = {
     t
 };
 
+/// The first `byte` in `data[from..to]`: a word at a time for the first
+/// 32 bytes (fields and records are mostly short, where `memchr`'s set-up
+/// costs more than the search), then `memchr`.
+#[inline(always)]
+pub(crate) fn find_byte(data: &[u8], from: usize, to: usize, byte: u8) -> Option<usize> {
+    let pattern = LO * u64::from(byte);
+    let to = to.min(data.len());
+    let mut at = from;
+    while at + 8 <= to && at < from + 32 {
+        let hits = matches(word_at(data, at), pattern);
+        if hits != 0 {
+            return Some(at + (hits.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    memchr(byte, data.get(at..to).unwrap_or_default()).map(|i| at + i)
+}
+
 /// Parses `-?d?d.d\n` from the first bytes of `word` (little-endian).
 /// Returns the value in tenths and the bytes it took, newline included.
 #[inline(always)]

@@ -13,6 +13,8 @@
 
 use memchr::{memchr, memchr2};
 
+use super::fast::find_byte;
+
 /// A field: a byte range into the buffer its record was split into.
 pub(crate) type Span = (usize, usize);
 
@@ -90,8 +92,7 @@ impl Splitter {
         let len = data.len();
         let mut pos = first;
         while pos < end && pos < len {
-            let rest = data.get(pos..).unwrap_or_default();
-            let nl = memchr(b'\n', rest).map_or(len, |i| pos + i);
+            let nl = find_byte(data, pos, len, b'\n').unwrap_or(len);
             let line_end = if nl > pos && data.get(nl - 1) == Some(&b'\r') {
                 nl - 1
             } else {
@@ -124,6 +125,34 @@ impl Splitter {
         let len = data.len();
         let mut pos = first;
         while pos < end && pos < len {
+            // A record without a quote byte splits the plain way, without
+            // copying: in most quoted CSV files most records are such.
+            if let Some(q) = self.quote {
+                let rest = data.get(pos..).unwrap_or_default();
+                if let Some(i) = memchr2(q, b'\n', rest) {
+                    if rest.get(i) == Some(&b'\n') {
+                        let nl = pos + i;
+                        let line_end = if nl > pos && data.get(nl - 1) == Some(&b'\r') {
+                            nl - 1
+                        } else {
+                            nl
+                        };
+                        if line_end > pos {
+                            split_plain(
+                                data,
+                                pos,
+                                line_end,
+                                self.delimiter,
+                                self.wanted,
+                                &mut self.spans,
+                            );
+                            f(data, &self.spans, pos)?;
+                        }
+                        pos = nl + 1;
+                        continue;
+                    }
+                }
+            }
             let nl = next_record_end(data, pos, self.quote, false).unwrap_or(len);
             let mut record = data.get(pos..nl).unwrap_or_default();
             if let [rest @ .., b'\r'] = record {
@@ -234,8 +263,7 @@ fn split_plain(
     }
     let mut s = start;
     loop {
-        let rest = data.get(s..end).unwrap_or_default();
-        let e = memchr(delimiter, rest).map_or(end, |i| s + i);
+        let e = find_byte(data, s, end, delimiter).unwrap_or(end);
         spans.push((s, e));
         if e >= end || spans.len() >= wanted {
             break;
