@@ -6,8 +6,19 @@
 //! (so the worker never blocks on a full pipe), and one that forwards its
 //! stderr to ours and keeps the last lines for error messages.
 //!
+//! Failures: a worker that exits, closes a pipe, sends a frame that does not
+//! decode (or is over the size limit), or does not answer the handshake in
+//! time is killed, reaped, and reported once as [`PoolEvent::Lost`] with its
+//! exit status (`killed by signal 9 (SIGKILL)`) and the tail of its stderr.
+//! [`WorkerPool::replenish`] starts replacements, rate-limited, within a
+//! budget, and gives up fast when replacements die before their handshake
+//! (a broken or wrong worker binary) instead of looping.
+//!
 //! **Invariant:** a worker never talks to another worker; every message
 //! goes through this pool.
+//!
+//! **Invariant:** once a worker is lost, nothing it sent later reaches the
+//! pool's user: its late messages are dropped here.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io::{BufRead, BufReader, BufWriter, Write};
@@ -17,7 +28,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, unbounded, Receiver, Sender, TrySendError};
-use log::{debug, warn};
+use log::{debug, info, warn};
 use tally_protocol::frame::{encode_frame, FrameReader};
 use tally_protocol::{FromWorker, ToWorker, PROTOCOL_VERSION};
 
@@ -31,6 +42,17 @@ pub type WorkerId = u64;
 const STDERR_TAIL: usize = 20;
 /// Messages queued for a worker's writer thread.
 const QUEUE_DEPTH: usize = 16;
+/// Replacements that die before their handshake, in a row, before the pool
+/// stops replacing (the worker binary is broken or speaks another protocol).
+pub const MAX_FAILED_STARTS: u32 = 3;
+/// Shortest gap between two replacements; doubled after each replacement
+/// that dies before its handshake.
+const REPLACEMENT_GAP: Duration = Duration::from_millis(50);
+/// How long a worker whose pipe closed gets to finish exiting, so that the
+/// message names its own exit status rather than our kill.
+const EXIT_GRACE: Duration = Duration::from_millis(500);
+/// How long to wait for the last lines of a dead worker's stderr.
+const STDERR_GRACE: Duration = Duration::from_millis(200);
 
 /// What the pool reports to its user.
 #[derive(Debug)]
@@ -51,7 +73,9 @@ pub enum PoolEvent {
 /// Raw events from the pipe threads; opaque outside the pool.
 enum PipeEvent {
     Message(WorkerId, FromWorker),
-    Broken(WorkerId, String),
+    /// A pipe is done for; `bool`: the worker is probably exiting (end of
+    /// stream, write error) rather than alive and talking nonsense.
+    Broken(WorkerId, String, bool),
 }
 
 /// What a worker said in the handshake.
@@ -74,6 +98,8 @@ struct Worker {
     child: Child,
     tx: Sender<ToWorker>,
     stderr_tail: Arc<Mutex<VecDeque<String>>>,
+    /// Disconnected when the stderr thread has read the last line.
+    stderr_done: Receiver<()>,
     info: Option<WorkerInfo>,
     handshake_deadline: Instant,
 }
@@ -85,11 +111,25 @@ pub struct WorkerPool {
     events_tx: Sender<RawEvent>,
     events_rx: Receiver<RawEvent>,
     next_id: WorkerId,
+    /// Replacements started so far, and the most allowed.
+    replacements: usize,
+    max_replacements: usize,
+    /// Workers lost before their handshake since the last one that made it.
+    failed_starts: u32,
+    /// No replacement before this.
+    next_replacement_at: Instant,
+    /// Why the last worker was lost, for the final error.
+    last_loss: Option<String>,
 }
 
 impl WorkerPool {
-    /// Starts `config.workers` workers and waits for every handshake.
-    /// Fails with the worker's stderr if one cannot start or answer.
+    /// Starts `config.workers` workers and waits for their handshakes.
+    ///
+    /// Fails when none of them answers, with the reason the first one gave
+    /// (its exit status and the tail of its stderr), or at once when one
+    /// speaks another protocol version. When only some fail, the pool
+    /// goes on with the others and [`WorkerPool::replenish`] replaces the
+    /// missing ones.
     pub fn start(config: &PoolConfig) -> Result<WorkerPool> {
         let (events_tx, events_rx) = unbounded();
         let mut pool = WorkerPool {
@@ -98,32 +138,45 @@ impl WorkerPool {
             events_tx,
             events_rx,
             next_id: 0,
+            replacements: 0,
+            max_replacements: 4 * config.workers + 16,
+            failed_starts: 0,
+            next_replacement_at: Instant::now(),
+            last_loss: None,
         };
         for _ in 0..config.workers {
             pool.spawn()?;
         }
-        let deadline = Instant::now() + config.handshake_timeout;
-        while pool.ready_count() < config.workers {
+        let mut first_failure: Option<String> = None;
+        while pool.ready_count() < pool.len() {
             if let Some(sig) = crate::signals::pending() {
                 return Err(Error::Interrupted(sig));
             }
-            let left = deadline.saturating_duration_since(Instant::now());
-            match pool.next_event(left)? {
-                Some(PoolEvent::Ready(_)) => {}
+            // Handshake deadlines are checked inside next_event.
+            match pool.next_event(Duration::from_millis(100))? {
                 Some(PoolEvent::Lost { worker, reason }) => {
-                    return Err(Error::WorkerStart {
-                        command: config.command.display(),
-                        reason: format!("worker {worker} failed at start: {reason}"),
-                    })
+                    first_failure
+                        .get_or_insert(format!("worker {worker} failed at start: {reason}"));
                 }
-                Some(PoolEvent::Message(id, _)) => {
-                    return Err(Error::Workers(format!(
-                        "worker {id} sent a message before the handshake"
-                    )))
-                }
-                None => {}
+                Some(PoolEvent::Ready(_)) | Some(PoolEvent::Message(..)) | None => {}
             }
         }
+        if pool.is_empty() {
+            return Err(Error::WorkerStart {
+                command: config.command.display(),
+                reason: first_failure.unwrap_or_else(|| "no worker started".into()),
+            });
+        }
+        if let Some(f) = first_failure {
+            warn!(
+                "{} of {} workers started; going on without the others ({f})",
+                pool.len(),
+                config.workers
+            );
+        }
+        // Workers that failed at start count as failed starts, but the ones
+        // that answered prove the binary works.
+        pool.failed_starts = 0;
         Ok(pool)
     }
 
@@ -157,11 +210,10 @@ impl WorkerPool {
         let pid = child.id();
         let (tx, rx) = bounded(QUEUE_DEPTH);
         let stderr_tail = Arc::new(Mutex::new(VecDeque::new()));
+        let (stderr_done_tx, stderr_done) = bounded(0);
         let spawned = spawn_writer(id, stdin, rx, self.events_tx.clone())
-            .and_then(|_| {
-                spawn_reader(id, stdout, self.config.max_frame, self.events_tx.clone())
-            })
-            .and_then(|_| spawn_stderr(pid, stderr, stderr_tail.clone()));
+            .and_then(|_| spawn_reader(id, stdout, self.config.max_frame, self.events_tx.clone()))
+            .and_then(|_| spawn_stderr(pid, stderr, stderr_tail.clone(), stderr_done_tx));
         if let Err(e) = spawned {
             let _ = child.kill();
             let _ = child.wait();
@@ -182,6 +234,7 @@ impl WorkerPool {
                 child,
                 tx,
                 stderr_tail,
+                stderr_done,
                 info: None,
                 handshake_deadline: Instant::now() + self.config.handshake_timeout,
             },
@@ -236,11 +289,14 @@ impl WorkerPool {
     pub fn next_event(&mut self, timeout: Duration) -> Result<Option<PoolEvent>> {
         let deadline = Instant::now() + timeout;
         loop {
-            if let Some(ev) = self.check_handshake_deadlines() {
+            if let Some(ev) = self.check_handshakes() {
                 return Ok(Some(ev));
             }
             let left = deadline.saturating_duration_since(Instant::now());
-            let raw = match self.events_rx.recv_timeout(left.min(Duration::from_millis(250))) {
+            let raw = match self
+                .events_rx
+                .recv_timeout(left.min(Duration::from_millis(250)))
+            {
                 Ok(raw) => raw,
                 Err(_) if Instant::now() < deadline => continue,
                 Err(_) => return Ok(None),
@@ -253,12 +309,15 @@ impl WorkerPool {
 
     /// The receiver of raw events, for `select!` in a caller that also
     /// waits on other channels; pass what it yields to
-    /// [`WorkerPool::handle`].
+    /// [`WorkerPool::handle`]. Such a caller must also call
+    /// [`WorkerPool::check_handshakes`] now and then (every 100 ms or so).
     pub fn receiver(&self) -> Receiver<RawEvent> {
         self.events_rx.clone()
     }
 
-    fn check_handshake_deadlines(&mut self) -> Option<PoolEvent> {
+    /// Kills a worker that has not answered the handshake in time, if any.
+    /// [`WorkerPool::next_event`] does this itself.
+    pub fn check_handshakes(&mut self) -> Option<PoolEvent> {
         let now = Instant::now();
         let late = self
             .workers
@@ -266,7 +325,11 @@ impl WorkerPool {
             .find(|(_, w)| w.info.is_none() && w.handshake_deadline <= now)
             .map(|(&id, _)| id)?;
         let secs = self.config.handshake_timeout.as_secs_f64();
-        let reason = self.kill(late, &format!("did not answer the handshake within {secs:.1}s"));
+        let reason = self.lose(
+            late,
+            &format!("did not answer the handshake within {secs:.1}s"),
+            Duration::ZERO,
+        );
         Some(PoolEvent::Lost {
             worker: late,
             reason,
@@ -276,11 +339,14 @@ impl WorkerPool {
     /// Handles a raw event from [`WorkerPool::receiver`].
     pub fn handle(&mut self, raw: RawEvent) -> Result<Option<PoolEvent>> {
         match raw.0 {
-            PipeEvent::Broken(id, why) => {
+            PipeEvent::Broken(id, why, exiting) => {
                 if !self.workers.contains_key(&id) {
                     return Ok(None); // already given up
                 }
-                let reason = self.kill(id, &why);
+                // A closed pipe usually means the worker is exiting: let it,
+                // so the reason names its own status.
+                let grace = if exiting { EXIT_GRACE } else { Duration::ZERO };
+                let reason = self.lose(id, &why, grace);
                 Ok(Some(PoolEvent::Lost { worker: id, reason }))
             }
             PipeEvent::Message(id, msg) => {
@@ -299,7 +365,14 @@ impl WorkerPool {
                     } => {
                         if protocol_version != PROTOCOL_VERSION {
                             let local_pid = w.child.id();
-                            self.kill(id, "protocol version mismatch");
+                            let reason = self.lose(
+                                id,
+                                &format!(
+                                    "speaks protocol version {protocol_version}, not {PROTOCOL_VERSION}"
+                                ),
+                                Duration::ZERO,
+                            );
+                            debug!("{reason}");
                             return Err(Error::VersionMismatch {
                                 command: self.config.command.display(),
                                 pid: if pid != 0 { pid } else { local_pid },
@@ -307,7 +380,9 @@ impl WorkerPool {
                                 coordinator: PROTOCOL_VERSION,
                             });
                         }
-                        debug!("worker {id}: pid {pid}, version {worker_version}, kernels {kernels:?}");
+                        debug!(
+                            "worker {id}: pid {pid}, version {worker_version}, kernels {kernels:?}"
+                        );
                         w.info = Some(WorkerInfo {
                             id,
                             pid,
@@ -315,10 +390,15 @@ impl WorkerPool {
                             version: worker_version,
                             kernels,
                         });
+                        self.failed_starts = 0;
                         Ok(Some(PoolEvent::Ready(id)))
                     }
                     _ => {
-                        let reason = self.kill(id, "sent a message before answering the handshake");
+                        let reason = self.lose(
+                            id,
+                            "sent a message before answering the handshake",
+                            Duration::ZERO,
+                        );
                         Ok(Some(PoolEvent::Lost { worker: id, reason }))
                     }
                 }
@@ -327,27 +407,109 @@ impl WorkerPool {
     }
 
     /// Kills and reaps a worker; returns a description of why and how it
-    /// ended, with the tail of its stderr.
+    /// ended, with the tail of its stderr. Whatever it sends afterwards is
+    /// dropped.
     pub fn kill(&mut self, id: WorkerId, why: &str) -> String {
+        self.lose(id, why, Duration::ZERO)
+    }
+
+    /// Sets how many replacements [`WorkerPool::replenish`] may start over
+    /// the pool's life (default: 4 per worker + 16).
+    pub fn set_max_replacements(&mut self, n: usize) {
+        self.max_replacements = n;
+    }
+
+    /// Replacements started so far.
+    pub fn replacements(&self) -> usize {
+        self.replacements
+    }
+
+    /// Starts a replacement if fewer workers are alive than configured, at
+    /// most one per call and one every 50 ms (doubling after each one that
+    /// dies before its handshake); never blocks. `Ok(true)` when one was
+    /// started.
+    ///
+    /// Stops replacing when the budget is spent or after
+    /// [`MAX_FAILED_STARTS`] replacements in a row died before their
+    /// handshake (a broken binary: failing fast beats a retry loop). It is
+    /// an error only when no worker is left: the error names why the last
+    /// one was lost.
+    pub fn replenish(&mut self) -> Result<bool> {
+        if self.workers.len() >= self.config.workers {
+            return Ok(false);
+        }
+        let broken = self.failed_starts >= MAX_FAILED_STARTS;
+        let spent = self.replacements >= self.max_replacements;
+        if broken || spent {
+            if !self.workers.is_empty() {
+                return Ok(false);
+            }
+            let last = self.last_loss.clone().unwrap_or_default();
+            return Err(if broken {
+                Error::WorkerStart {
+                    command: self.config.command.display(),
+                    reason: format!(
+                        "{} replacement workers in a row died before answering the handshake; the last: {last}",
+                        self.failed_starts
+                    ),
+                }
+            } else {
+                Error::Workers(format!(
+                    "every worker died and the {} replacements allowed were started; the last loss: {last}",
+                    self.replacements
+                ))
+            });
+        }
+        let now = Instant::now();
+        if now < self.next_replacement_at {
+            return Ok(false);
+        }
+        self.replacements += 1;
+        let gap = REPLACEMENT_GAP * (1u32 << self.failed_starts.min(5));
+        self.next_replacement_at = now + gap;
+        match self.spawn() {
+            Ok(id) => {
+                info!("started replacement worker {id}");
+                Ok(true)
+            }
+            Err(e) => {
+                self.failed_starts += 1;
+                let why = e.to_string();
+                warn!("cannot start a replacement worker: {why}");
+                self.last_loss = Some(why);
+                if self.workers.is_empty() && self.failed_starts >= MAX_FAILED_STARTS {
+                    return Err(e);
+                }
+                Ok(false)
+            }
+        }
+    }
+
+    /// Time until [`WorkerPool::replenish`] may start the next
+    /// replacement, when one is due; for a caller choosing how long to wait.
+    pub fn replacement_due_in(&self) -> Option<Duration> {
+        (self.workers.len() < self.config.workers).then(|| {
+            self.next_replacement_at
+                .saturating_duration_since(Instant::now())
+        })
+    }
+
+    /// Removes, kills (unless it exits within `grace`) and reaps a worker.
+    fn lose(&mut self, id: WorkerId, why: &str, grace: Duration) -> String {
         let Some(mut w) = self.workers.remove(&id) else {
             return why.to_string();
         };
+        if w.info.is_none() {
+            self.failed_starts += 1;
+        }
         let pid = w.child.id();
         // It may have exited already (pipe closed): prefer its own status.
-        let status = match w.child.try_wait() {
-            Ok(Some(s)) => Some(s),
-            _ => {
-                // Give a worker whose stdout closed a moment to finish exiting,
-                // so the message names its real exit status, not our kill.
-                let mut status = None;
-                for _ in 0..20 {
-                    if let Ok(Some(s)) = w.child.try_wait() {
-                        status = Some(s);
-                        break;
-                    }
-                    thread::sleep(Duration::from_millis(1));
-                }
-                status
+        let deadline = Instant::now() + grace;
+        let status = loop {
+            match w.child.try_wait() {
+                Ok(Some(s)) => break Some(s),
+                Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(1)),
+                _ => break None,
             }
         };
         let status = match status {
@@ -355,18 +517,22 @@ impl WorkerPool {
             None => {
                 let _ = w.child.kill();
                 match w.child.wait() {
-                    Ok(_) => "killed by tally".to_string(),
+                    Ok(_) => "killed by tally (SIGKILL)".to_string(),
                     Err(e) => format!("could not be reaped: {e}"),
                 }
             }
         };
+        // The process is gone: its stderr ends soon (unless a child of its
+        // own holds it open).
+        let _ = w.stderr_done.recv_timeout(STDERR_GRACE);
         let tail = tail_text(&w.stderr_tail);
-        warn!("worker {id} (pid {pid}) lost: {why}; {status}");
         let mut reason = format!("worker pid {pid} {why}; {status}");
+        warn!("{reason} (worker {id})");
         if !tail.is_empty() {
             reason.push_str("; its stderr ended with: ");
             reason.push_str(&tail);
         }
+        self.last_loss = Some(reason.clone());
         reason
     }
 
@@ -401,7 +567,6 @@ impl WorkerPool {
 /// [`WorkerPool::handle`].
 pub struct RawEvent(PipeEvent);
 
-
 impl Drop for WorkerPool {
     fn drop(&mut self) {
         for (_, mut w) in std::mem::take(&mut self.workers) {
@@ -414,6 +579,10 @@ impl Drop for WorkerPool {
 /// A worker runs in its own process group (a Ctrl-C at the terminal reaches
 /// the coordinator, which stops the workers). On Linux it gets SIGKILL when
 /// the coordinator dies, even by SIGKILL; everywhere it exits on stdin EOF.
+///
+/// Linux sends the parent-death signal when the *thread* that spawned the
+/// worker ends, so spawn (and replenish) from a thread that lives as long as
+/// the pool.
 fn die_with_parent(command: &mut Command) {
     #[cfg(unix)]
     {
@@ -423,11 +592,18 @@ fn die_with_parent(command: &mut Command) {
     #[cfg(target_os = "linux")]
     {
         use std::os::unix::process::CommandExt;
-        // SAFETY: prctl is async-signal-safe and touches no memory of ours.
+        let parent = std::process::id();
+        // SAFETY: prctl and getppid are async-signal-safe and touch no
+        // memory of ours.
         unsafe {
-            command.pre_exec(|| {
+            command.pre_exec(move || {
                 if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
                     return Err(std::io::Error::last_os_error());
+                }
+                // The coordinator died between fork and prctl: the signal
+                // will never come, so do not start at all.
+                if libc::getppid() as u32 != parent {
+                    return Err(std::io::Error::other("the coordinator is gone"));
                 }
                 Ok(())
             });
@@ -464,6 +640,7 @@ fn spawn_writer(
                     let _ = events.send(RawEvent(PipeEvent::Broken(
                         id,
                         format!("stdin write failed: {e}"),
+                        true,
                     )));
                     return;
                 }
@@ -485,8 +662,14 @@ fn spawn_reader(
             loop {
                 let event = match frames.read_message::<FromWorker>() {
                     Ok(Some(msg)) => PipeEvent::Message(id, msg),
-                    Ok(None) => PipeEvent::Broken(id, "closed its stdout".into()),
-                    Err(e) => PipeEvent::Broken(id, format!("sent a bad frame ({e})")),
+                    Ok(None) => PipeEvent::Broken(id, "closed its stdout".into(), true),
+                    Err(e) => {
+                        let ended = matches!(
+                            e,
+                            tally_protocol::Error::Truncated { .. } | tally_protocol::Error::Io(_)
+                        );
+                        PipeEvent::Broken(id, format!("sent a bad frame ({e})"), ended)
+                    }
                 };
                 let last = matches!(event, PipeEvent::Broken(..));
                 if events.send(RawEvent(event)).is_err() || last {
@@ -501,10 +684,13 @@ fn spawn_stderr(
     pid: u32,
     stderr: ChildStderr,
     tail: Arc<Mutex<VecDeque<String>>>,
+    done: Sender<()>,
 ) -> std::io::Result<()> {
     thread::Builder::new()
         .name(format!("worker-{pid}-stderr"))
         .spawn(move || {
+            // Dropped when this thread ends: tells `lose` the tail is complete.
+            let _done = done;
             let mut reader = BufReader::new(stderr);
             let mut line = Vec::new();
             loop {
@@ -529,8 +715,6 @@ fn spawn_stderr(
 }
 
 fn tail_text(tail: &Arc<Mutex<VecDeque<String>>>) -> String {
-    // Let the stderr thread catch the last lines of a worker that just died.
-    thread::sleep(Duration::from_millis(5));
     match tail.lock() {
         Ok(t) => t.iter().cloned().collect::<Vec<_>>().join(" | "),
         Err(_) => String::new(),

@@ -5,16 +5,23 @@
 //! only if it answers the attempt in flight now, from the worker that holds
 //! it; anything else (a late answer from a worker given up, a duplicate) is
 //! dropped.
+//!
+//! Failures: a worker that is lost (see [`crate::pool`]) or runs one task
+//! past the task time-out is killed; the task it was running counts as a
+//! failed attempt at that chunk, the tasks queued behind it go back to the
+//! queue as they were, and the pool starts a replacement. A chunk that
+//! fails `max_attempts` times is poison: the run stops naming it, or under
+//! [`ErrorPolicy::Skip`] it is left out and listed.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use log::{debug, info, warn};
+use log::{debug, warn};
 use tally_protocol::{ErrorKind, FromWorker, GroupTable, QuerySpec, Source, ToWorker};
 
 use crate::config::ErrorPolicy;
 use crate::error::{Error, Result};
-use crate::merger::{ChunkMerger, Totals};
+use crate::merger::{ChunkMerger, Rerun, Totals};
 use crate::planner::Chunk;
 use crate::pool::{PoolEvent, WorkerId, WorkerPool};
 use crate::progress::Progress;
@@ -30,7 +37,8 @@ pub struct ScheduleOptions {
     pub in_flight_per_worker: usize,
     /// Fail on a poison chunk, or skip it and report it.
     pub on_error: ErrorPolicy,
-    /// Worker replacements allowed over the run.
+    /// Worker replacements allowed over the run (see
+    /// [`WorkerPool::replenish`]).
     pub max_respawns: usize,
 }
 
@@ -43,7 +51,10 @@ pub struct SkippedChunk {
     pub start: u64,
     /// One past the last byte.
     pub end: u64,
-    /// What the workers said.
+    /// The 1-based line number of the chunk's first byte, when the file
+    /// could be read to count it.
+    pub line: Option<u64>,
+    /// What the workers said, one entry per attempt.
     pub errors: Vec<String>,
 }
 
@@ -73,6 +84,9 @@ struct WorkerQueue {
 }
 
 const QUERY_ID: u64 = 1;
+/// The longest the loop waits for an event before it looks at time-outs
+/// and signals again.
+const TICK: Duration = Duration::from_millis(100);
 
 /// Runs every chunk of `chunks` through the pool and merges the results.
 pub fn run_batch(
@@ -90,14 +104,15 @@ pub fn run_batch(
         queue: chunks.iter().map(|c| (c.index, None)).collect(),
         attempts: vec![0; chunks.len()],
         errors: vec![Vec::new(); chunks.len()],
+        failed_on: vec![Vec::new(); chunks.len()],
         in_flight: HashMap::new(),
         workers: BTreeMap::new(),
         next_task: 0,
         skipped: Vec::new(),
+        skipped_chunks: Vec::new(),
         workers_lost: 0,
-        respawns: 0,
-        last_respawn: None,
     };
+    pool.set_max_replacements(opts.max_respawns);
     for info in pool.ready() {
         s.workers.insert(info.id, WorkerQueue::default());
     }
@@ -112,19 +127,19 @@ pub fn run_batch(
         if let Some(sig) = crate::signals::pending() {
             return Err(Error::Interrupted(sig));
         }
-        if s.workers.is_empty() && pool.is_empty() {
-            s.replace_worker(pool)?;
-        }
-        match pool.next_event(Duration::from_millis(100))? {
+        // Lost workers are replaced here, rate-limited; an error when none
+        // is left and none can be started.
+        pool.replenish()?;
+        let wait = pool
+            .replacement_due_in()
+            .map_or(TICK, |d| d.clamp(Duration::from_millis(1), TICK));
+        match pool.next_event(wait)? {
             None => {}
             Some(PoolEvent::Ready(id)) => {
                 s.workers.insert(id, WorkerQueue::default());
             }
             Some(PoolEvent::Message(id, msg)) => s.on_message(pool, id, msg, progress)?,
-            Some(PoolEvent::Lost { worker, reason }) => {
-                s.on_lost(worker, &reason)?;
-                s.replace_worker(pool)?;
-            }
+            Some(PoolEvent::Lost { worker, reason }) => s.on_lost(worker, &reason)?,
         }
         s.check_timeouts(pool)?;
     }
@@ -146,13 +161,16 @@ struct Scheduler<'a> {
     queue: VecDeque<(usize, Option<bool>)>,
     attempts: Vec<u32>,
     errors: Vec<Vec<String>>,
+    /// Workers on which each chunk failed (a live worker that answered
+    /// with an error gets the retry last).
+    failed_on: Vec<Vec<WorkerId>>,
     in_flight: HashMap<u64, InFlight>,
     workers: BTreeMap<WorkerId, WorkerQueue>,
     next_task: u64,
     skipped: Vec<SkippedChunk>,
+    /// Indexes of the skipped chunks, sorted.
+    skipped_chunks: Vec<usize>,
     workers_lost: usize,
-    respawns: usize,
-    last_respawn: Option<Instant>,
 }
 
 impl Scheduler<'_> {
@@ -164,12 +182,15 @@ impl Scheduler<'_> {
             if chunk >= self.merger.next_needed() + window {
                 return Ok(());
             }
-            // The least-loaded worker with room.
+            // The least-loaded worker with room; for a retry, one that has
+            // not failed this chunk yet if there is one, so that poison
+            // means "failed on several workers".
+            let failed_on = &self.failed_on[chunk];
             let Some((&id, _)) = self
                 .workers
                 .iter()
                 .filter(|(_, q)| q.tasks.len() < self.opts.in_flight_per_worker)
-                .min_by_key(|(_, q)| q.tasks.len())
+                .min_by_key(|(id, q)| (failed_on.contains(id), q.tasks.len()))
             else {
                 return Ok(());
             };
@@ -228,7 +249,6 @@ impl Scheduler<'_> {
                     // worker's other tasks.
                     self.queue.push_front((chunk, hint));
                     self.on_lost(id, &reason)?;
-                    self.replace_worker(pool)?;
                 }
             }
         }
@@ -246,16 +266,17 @@ impl Scheduler<'_> {
             FromWorker::TaskError(e) => e.task_id,
             FromWorker::Hello { .. } => {
                 let reason = pool.kill(id, "sent a second handshake");
-                self.on_lost(id, &reason)?;
-                return self.replace_worker(pool);
+                return self.on_lost(id, &reason);
             }
         };
         match self.in_flight.get(&task_id) {
             Some(f) if f.worker == id => {}
             _ => {
-                let reason = pool.kill(id, &format!("answered task {task_id}, which it does not hold"));
-                self.on_lost(id, &reason)?;
-                return self.replace_worker(pool);
+                let reason = pool.kill(
+                    id,
+                    &format!("answered task {task_id}, which it does not hold"),
+                );
+                return self.on_lost(id, &reason);
             }
         }
         let Some(flight) = self.in_flight.remove(&task_id) else {
@@ -271,27 +292,42 @@ impl Scheduler<'_> {
                 if r.counters.start_in_quotes != flight.start_in_quotes {
                     let reason = pool.kill(id, "echoed the wrong quote state");
                     self.queue.push_front((chunk, Some(flight.start_in_quotes)));
-                    self.on_lost(id, &reason)?;
-                    return self.replace_worker(pool);
+                    return self.on_lost(id, &reason);
                 }
                 let bytes = self.chunks[chunk].end - self.chunks[chunk].start;
-                if let Some(rerun) = self.merger.accept(chunk, r.partial, r.counters, r.bad_samples)
-                {
-                    debug!(
-                        "chunk {} starts inside quotes: running it again",
-                        rerun.chunk
-                    );
-                    self.queue
-                        .push_front((rerun.chunk, Some(rerun.start_in_quotes)));
-                }
+                let rerun = self
+                    .merger
+                    .accept(chunk, r.partial, r.counters, r.bad_samples);
+                self.rerun(rerun);
                 progress.advance(bytes);
+                // A data error held back until its quote state was known.
+                if let Some(e) = self.merger.take_failure() {
+                    return Err(Error::Data {
+                        kind: e.kind,
+                        message: e.message,
+                        location: e.location,
+                    });
+                }
             }
             FromWorker::TaskError(e) => {
                 let c = &self.chunks[chunk];
                 match e.kind {
-                    // The data or the query is at fault: every worker would
-                    // say the same.
-                    ErrorKind::Input | ErrorKind::Query | ErrorKind::Io => {
+                    // The data is at fault, unless the task read it from
+                    // the wrong side of a quote: the merger decides once
+                    // the quote state at the chunk's start is known.
+                    ErrorKind::Input | ErrorKind::Query => {
+                        let rerun = self.merger.accept_failure(chunk, flight.start_in_quotes, e);
+                        self.rerun(rerun);
+                        if let Some(e) = self.merger.take_failure() {
+                            return Err(Error::Data {
+                                kind: e.kind,
+                                message: e.message,
+                                location: e.location,
+                            });
+                        }
+                    }
+                    // The file cannot be read: every worker would say so.
+                    ErrorKind::Io => {
                         return Err(Error::Data {
                             kind: e.kind,
                             message: e.message,
@@ -304,6 +340,7 @@ impl Scheduler<'_> {
                             "worker pid {pid} failed on {}:{}..{}: {}",
                             c.path, c.start, c.end, e.message
                         );
+                        self.failed_on[chunk].push(id);
                         self.failed_attempt(chunk, format!("worker pid {pid}: {}", e.message))?;
                     }
                 }
@@ -342,14 +379,31 @@ impl Scheduler<'_> {
                     path: c.path.clone(),
                     start: c.start,
                     end: c.end,
+                    line: first_line_of(&c.path, c.start),
                     errors: self.errors[chunk].clone(),
                 });
-                if let Some(rerun) = self.merger.skip(chunk) {
-                    self.queue
-                        .push_front((rerun.chunk, Some(rerun.start_in_quotes)));
+                if let Err(i) = self.skipped_chunks.binary_search(&chunk) {
+                    self.skipped_chunks.insert(i, chunk);
                 }
+                let rerun = self.merger.skip(chunk);
+                self.rerun(rerun);
                 Ok(())
             }
+        }
+    }
+
+    /// Queues what the merger asks to run again (a wrong quote-state
+    /// guess). A skipped chunk is never run again: it is skipped once more
+    /// with the state now known, and so on down the file.
+    fn rerun(&mut self, mut rerun: Option<Rerun>) {
+        while let Some(r) = rerun {
+            if self.skipped_chunks.binary_search(&r.chunk).is_ok() {
+                rerun = self.merger.skip(r.chunk);
+                continue;
+            }
+            debug!("chunk {} starts inside quotes: running it again", r.chunk);
+            self.queue.push_front((r.chunk, Some(r.start_in_quotes)));
+            return;
         }
     }
 
@@ -375,36 +429,6 @@ impl Scheduler<'_> {
         Ok(())
     }
 
-    fn replace_worker(&mut self, pool: &mut WorkerPool) -> Result<()> {
-        if self.respawns >= self.opts.max_respawns {
-            if pool.is_empty() {
-                return Err(Error::Workers(format!(
-                    "all workers died and {} replacements were already started; last errors: {}",
-                    self.respawns,
-                    self.errors
-                        .iter()
-                        .flatten()
-                        .last()
-                        .cloned()
-                        .unwrap_or_default()
-                )));
-            }
-            return Ok(());
-        }
-        // Rate limit: at most one replacement every 50 ms.
-        if let Some(t) = self.last_respawn {
-            let since = t.elapsed();
-            if since < Duration::from_millis(50) {
-                std::thread::sleep(Duration::from_millis(50) - since);
-            }
-        }
-        self.respawns += 1;
-        self.last_respawn = Some(Instant::now());
-        let id = pool.spawn()?;
-        info!("started replacement worker {id}");
-        Ok(())
-    }
-
     fn check_timeouts(&mut self, pool: &mut WorkerPool) -> Result<()> {
         let now = Instant::now();
         let late: Vec<WorkerId> = self
@@ -420,7 +444,6 @@ impl Scheduler<'_> {
             let secs = self.opts.task_timeout.as_secs_f64();
             let reason = pool.kill(id, &format!("ran one task past --task-timeout ({secs}s)"));
             self.on_lost(id, &reason)?;
-            self.replace_worker(pool)?;
         }
         Ok(())
     }
