@@ -15,7 +15,12 @@ fn examples() -> Vec<(&'static str, Vec<u8>)> {
         }
     };
     let mut b = Vec::new();
-    let r = encode_frame(&mut b, &ToWorker::Hello { protocol_version: 1 });
+    let r = encode_frame(
+        &mut b,
+        &ToWorker::Hello {
+            protocol_version: 1,
+        },
+    );
     push("hello (coordinator)", r, &mut b);
     let r = encode_frame(
         &mut b,
@@ -38,6 +43,7 @@ fn examples() -> Vec<(&'static str, Vec<u8>)> {
                     quote: None,
                     header: false,
                     columns: vec!["station".into(), "temp".into()],
+                    format: RecordFormat::Delimited,
                 },
                 group_by: vec!["station".into()],
                 aggregates: vec![Aggregate {
@@ -45,6 +51,7 @@ fn examples() -> Vec<(&'static str, Vec<u8>)> {
                     column: Some("temp".into()),
                 }],
                 on_error: OnError::Fail,
+                panes: None,
             },
         },
     );
@@ -93,6 +100,7 @@ fn examples() -> Vec<(&'static str, Vec<u8>)> {
                 bad_records: 0,
                 quotes: 0,
                 start_in_quotes: false,
+                max_event_ms: None,
             },
             bad_samples: vec![],
         }),
@@ -112,6 +120,74 @@ fn examples() -> Vec<(&'static str, Vec<u8>)> {
         }),
     );
     push("task error", r, &mut b);
+    let r = encode_frame(
+        &mut b,
+        &ToWorker::Prepare {
+            query_id: 2,
+            query: QuerySpec {
+                kernel: "delimited".into(),
+                input: InputFormat {
+                    delimiter: b',',
+                    quote: None,
+                    header: false,
+                    columns: vec![],
+                    format: RecordFormat::Ndjson,
+                },
+                group_by: vec![],
+                aggregates: vec![Aggregate {
+                    func: AggFunc::Count,
+                    column: None,
+                }],
+                on_error: OnError::Fail,
+                panes: Some(PaneSpec {
+                    time_field: "ts".into(),
+                    pane_ms: 1000,
+                    windows_per_pane: 1,
+                    lateness_ms: 0,
+                }),
+            },
+        },
+    );
+    push("prepare (stream: NDJSON, event-time panes)", r, &mut b);
+    let r = encode_frame(
+        &mut b,
+        &ToWorker::Task {
+            task_id: 9,
+            query_id: 2,
+            source: Source::Inline {
+                name: "<stdin>".into(),
+                first_line: 1,
+                bytes: ByteBuf::from(b"{\"ts\":1500}\n".to_vec()),
+            },
+        },
+    );
+    push("task (stream batch)", r, &mut b);
+    let r = encode_frame(
+        &mut b,
+        &FromWorker::Result(TaskResult {
+            task_id: 9,
+            partial: Partial {
+                groups: vec![GroupState {
+                    key: vec![
+                        Some(ByteBuf::from(b"1".to_vec())),
+                        Some(ByteBuf::from(b"0".to_vec())),
+                    ],
+                    rows: 1,
+                    values: vec![],
+                }],
+            },
+            counters: Counters {
+                records: 1,
+                bytes: 12,
+                bad_records: 0,
+                quotes: 0,
+                start_in_quotes: false,
+                max_event_ms: Some(1500),
+            },
+            bad_samples: vec![],
+        }),
+    );
+    push("result (stream: pane 1, closure class 0)", r, &mut b);
     let r = encode_frame(&mut b, &ToWorker::Shutdown);
     push("shutdown", r, &mut b);
     out

@@ -37,7 +37,10 @@ pub fn write_message<W: Write, T: Serialize>(w: &mut W, msg: &T) -> Result<(), E
 /// Decodes one frame body.
 pub fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, Error> {
     rmp_serde::from_slice(body).map_err(|e| Error::Decode {
-        what: std::any::type_name::<T>().rsplit("::").next().unwrap_or("message"),
+        what: std::any::type_name::<T>()
+            .rsplit("::")
+            .next()
+            .unwrap_or("message"),
         detail: e.to_string(),
     })
 }

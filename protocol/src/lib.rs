@@ -37,7 +37,7 @@ pub use message::{
     Counters, ErrorKind, FromWorker, Location, Source, TaskError, TaskResult, ToWorker,
 };
 pub use partial::{GroupState, GroupTable, NumState, Partial};
-pub use query::{AggFunc, Aggregate, InputFormat, OnError, QuerySpec};
+pub use query::{AggFunc, Aggregate, InputFormat, OnError, PaneSpec, QuerySpec, RecordFormat};
 
 /// Version of the wire protocol. Bumped on any incompatible change; the
 /// handshake refuses a peer with another version.

@@ -117,6 +117,11 @@ pub struct Counters {
     pub quotes: u64,
     /// Whether the task was parsed with `start_in_quotes` (echoed).
     pub start_in_quotes: bool,
+    /// The largest event time in the task, in milliseconds since the
+    /// epoch (queries with [`crate::PaneSpec`] only; absent on the wire
+    /// otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_event_ms: Option<i64>,
 }
 
 /// A failed task.
@@ -194,6 +199,7 @@ mod tests {
                 quote: Some(b'"'),
                 header: false,
                 columns: vec!["station".into(), "temp".into()],
+                format: Default::default(),
             },
             group_by: vec!["station".into()],
             aggregates: vec![Aggregate {
@@ -201,6 +207,7 @@ mod tests {
                 column: Some("temp".into()),
             }],
             on_error: OnError::Skip,
+            panes: None,
         };
         let to = [
             ToWorker::Hello {
@@ -270,6 +277,54 @@ mod tests {
         for m in &from {
             assert_eq!(&round_trip(m), m);
         }
+    }
+
+    #[test]
+    fn stream_additions_round_trip_and_old_frames_decode() {
+        use crate::{PaneSpec, RecordFormat};
+        let mut query = QuerySpec {
+            kernel: "delimited".into(),
+            input: InputFormat {
+                delimiter: b',',
+                quote: None,
+                header: false,
+                columns: vec![],
+                format: RecordFormat::Ndjson,
+            },
+            group_by: vec!["user.country".into()],
+            aggregates: vec![Aggregate {
+                func: AggFunc::Count,
+                column: None,
+            }],
+            on_error: OnError::Fail,
+            panes: Some(PaneSpec {
+                time_field: "ts".into(),
+                pane_ms: 2000,
+                windows_per_pane: 5,
+                lateness_ms: 1500,
+            }),
+        };
+        let msg = ToWorker::Prepare {
+            query_id: 1,
+            query: query.clone(),
+        };
+        assert_eq!(round_trip(&msg), msg);
+        // Without the additions, the frame is a version 1 frame: no new keys.
+        query.panes = None;
+        query.input.format = RecordFormat::Delimited;
+        let mut wire = Vec::new();
+        encode_frame(&mut wire, &ToWorker::Prepare { query_id: 1, query }).unwrap();
+        let text = String::from_utf8_lossy(&wire);
+        assert!(!text.contains("panes") && !text.contains("format"));
+        let counters = Counters::default();
+        let mut wire = Vec::new();
+        encode_frame(&mut wire, &counters).unwrap();
+        assert!(!String::from_utf8_lossy(&wire).contains("max_event_ms"));
+        let back: Counters = FrameReader::new(&wire[..], DEFAULT_MAX_FRAME)
+            .read_message()
+            .unwrap()
+            .unwrap();
+        assert_eq!(back, counters);
     }
 
     #[test]

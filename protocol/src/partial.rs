@@ -115,7 +115,11 @@ impl NumState {
 
     /// Adds one value that is not a short decimal (Welford's update).
     pub fn push_f64(&mut self, x: f64) {
-        let old_mean = if self.count == 0 { 0.0 } else { self.sum() / self.count as f64 };
+        let old_mean = if self.count == 0 {
+            0.0
+        } else {
+            self.sum() / self.count as f64
+        };
         self.count += 1;
         self.sum_float += x;
         let new_mean = self.sum() / self.count as f64;
@@ -158,9 +162,8 @@ impl NumState {
         match self.sum_scaled.checked_add(b_scaled) {
             Some(s) => self.sum_scaled = s,
             None => {
-                self.sum_float +=
-                    self.sum_scaled as f64 / POW10[self.scale as usize] as f64 + b_scaled as f64
-                        / POW10[self.scale as usize] as f64;
+                self.sum_float += self.sum_scaled as f64 / POW10[self.scale as usize] as f64
+                    + b_scaled as f64 / POW10[self.scale as usize] as f64;
                 self.sum_scaled = 0;
             }
         }
@@ -291,6 +294,11 @@ impl GroupTable {
     /// Whether there are no groups.
     pub fn is_empty(&self) -> bool {
         self.groups.is_empty()
+    }
+
+    /// The groups, in order of first appearance.
+    pub fn groups(&self) -> &[GroupState] {
+        &self.groups
     }
 
     /// The groups sorted by key (bytes, column by column; null first).

@@ -16,6 +16,43 @@ pub struct QuerySpec {
     pub aggregates: Vec<Aggregate>,
     /// What a worker does with a record whose value does not parse.
     pub on_error: OnError,
+    /// Event-time panes (streams): when set, the worker reads each record's
+    /// time, and answers with one group per pane, closure class and key
+    /// (see [`PaneSpec`]). Absent on the wire when `None`, so version 1
+    /// frames are unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub panes: Option<PaneSpec>,
+}
+
+/// How a stream's records fall into panes (slices of event time) for
+/// tumbling and sliding windows.
+///
+/// A window of `windows_per_pane` panes starts at every pane boundary
+/// (tumbling windows have one pane per window). With the pane index
+/// `p = floor(time_ms / pane_ms)`, pane `p` belongs to the windows that
+/// end at `(p + 1 + j) * pane_ms`, `j` in `0..windows_per_pane`.
+///
+/// The worker answers with groups whose key starts with two extra entries,
+/// both decimal ASCII: the pane index `p`, and the closure class `k`: how
+/// many of the pane's windows were already closed, for this record, by the
+/// watermark the records *before it in the same task* establish (the
+/// largest time seen in the task minus `lateness_ms`). `k ==
+/// windows_per_pane` means the record is late for every window it belongs
+/// to. The coordinator combines `k` with the watermark of the earlier
+/// tasks, so lateness is judged record by record whatever the batching.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaneSpec {
+    /// The field (column name, or dotted path in NDJSON) holding the event
+    /// time: epoch seconds or milliseconds (numbers; values below 10^11 are
+    /// seconds) or RFC 3339 text.
+    pub time_field: String,
+    /// Pane length in milliseconds (the window slide), > 0.
+    pub pane_ms: u64,
+    /// Panes per window (window length / slide), >= 1.
+    pub windows_per_pane: u32,
+    /// Allowed lateness in milliseconds: the watermark trails the largest
+    /// event time by this much.
+    pub lateness_ms: u64,
 }
 
 /// The shape of delimited text.
@@ -29,6 +66,31 @@ pub struct InputFormat {
     pub header: bool,
     /// Column names when there is no header (ignored when `header`).
     pub columns: Vec<String>,
+    /// How records are written. Absent on the wire for
+    /// [`RecordFormat::Delimited`], so version 1 frames are unchanged.
+    #[serde(default, skip_serializing_if = "RecordFormat::is_delimited")]
+    pub format: RecordFormat,
+}
+
+/// The record syntax of an input.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordFormat {
+    /// Delimited text / CSV: fields by position, named by a header or by
+    /// [`InputFormat::columns`].
+    #[default]
+    Delimited,
+    /// One JSON object per line; columns are field names, nested fields
+    /// by a dotted path (`req.latency_ms`). `delimiter`, `quote`, `header`
+    /// and `columns` are ignored.
+    Ndjson,
+}
+
+impl RecordFormat {
+    /// Whether this is [`RecordFormat::Delimited`] (the wire default).
+    pub fn is_delimited(&self) -> bool {
+        *self == RecordFormat::Delimited
+    }
 }
 
 /// What to do with a record whose value does not parse.

@@ -240,18 +240,20 @@ impl PreparedQuery for PanedQuery {
         };
         let mut locator = Locator::new(name, data, *first_line);
         let (mut bad_records, mut bad_samples) = (0u64, Vec::new());
-        let mut record = |base: &[u8], spans: &[Span], at: usize| -> Result<(), TaskFailure> {
-            let Err(bad) = batch.add(base, spans) else {
-                return Ok(());
+        // One record, or a line that is not a record (NDJSON syntax).
+        let mut record = |rec: Result<(&[u8], &[Span]), String>,
+                          at: usize|
+         -> Result<(), TaskFailure> {
+            let bad = match rec {
+                Ok((base, spans)) => match batch.add(base, spans) {
+                    Ok(()) => return Ok(()),
+                    Err(Bad::Value(b)) => b.message(base, columns, &query.group_by, &value_names),
+                    Err(Bad::Time(m)) => m,
+                },
+                Err(m) => m,
             };
             match query.on_error {
-                OnError::Fail => {
-                    let message = match bad {
-                        Bad::Value(b) => b.message(base, columns, &query.group_by, &value_names),
-                        Bad::Time(m) => m,
-                    };
-                    Err(TaskFailure::new(ErrorKind::Input, message).at(locator.at(at)))
-                }
+                OnError::Fail => Err(TaskFailure::new(ErrorKind::Input, bad).at(locator.at(at))),
                 OnError::Skip => {
                     bad_records += 1;
                     if bad_samples.len() < MAX_BAD_SAMPLES {
@@ -265,10 +267,12 @@ impl PreparedQuery for PanedQuery {
             Records::Delimited { wanted } => {
                 let quote = query.input.quote.filter(|&q| memchr(q, data).is_some());
                 let mut splitter = Splitter::new(query.input.delimiter, quote, *wanted);
+                let mut each =
+                    |base: &[u8], spans: &[Span], at: usize| record(Ok((base, spans)), at);
                 if quote.is_none() {
-                    splitter.scan_plain(data, 0, data.len(), &mut record)?;
+                    splitter.scan_plain(data, 0, data.len(), &mut each)?;
                 } else {
-                    splitter.scan_quoted(data, 0, data.len(), &mut record)?;
+                    splitter.scan_quoted(data, 0, data.len(), &mut each)?;
                 }
             }
             Records::Ndjson { names } => {
@@ -279,26 +283,15 @@ impl PreparedQuery for PanedQuery {
                     let line = &data[pos..nl];
                     if line.iter().any(|b| !b.is_ascii_whitespace()) {
                         match fields.extract(line) {
-                            Ok(()) => record(&fields.buf, &fields.spans, pos)?,
-                            Err(e) => {
-                                let message = format!(
+                            Ok(()) => record(Ok((&fields.buf, &fields.spans)), pos)?,
+                            Err(e) => record(
+                                Err(format!(
                                     "not an NDJSON record: expected {} at column {}",
                                     e.what,
                                     e.at + 1
-                                );
-                                match query.on_error {
-                                    OnError::Fail => {
-                                        return Err(TaskFailure::new(ErrorKind::Input, message)
-                                            .at(locator.at(pos)))
-                                    }
-                                    OnError::Skip => {
-                                        bad_records += 1;
-                                        if bad_samples.len() < MAX_BAD_SAMPLES {
-                                            bad_samples.push(locator.at(pos));
-                                        }
-                                    }
-                                }
-                            }
+                                )),
+                                pos,
+                            )?,
                         }
                     }
                     pos = nl + 1;
@@ -369,7 +362,7 @@ mod tests {
     }
 
     fn keyed(out: &TaskOutput) -> Vec<(Vec<String>, u64, f64)> {
-        let mut v: Vec<_> = out
+        let mut v: Vec<(Vec<String>, u64, f64)> = out
             .partial
             .groups
             .iter()
