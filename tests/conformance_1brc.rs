@@ -10,7 +10,9 @@ fn samples() -> Vec<(std::path::PathBuf, String)> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(&dir).unwrap() {
         let p = entry.unwrap().path();
-        let is_sample = p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("measurements"));
+        let is_sample = p
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("measurements"));
         if is_sample && p.extension().is_some_and(|e| e == "txt") {
             let expected = std::fs::read_to_string(p.with_extension("out")).unwrap();
             out.push((p, expected));
@@ -62,8 +64,13 @@ fn big_sample_in_many_chunks_j3() {
     // The 10,000-key sample cut into ~100 chunks.
     let input = data_dir().join("1brc/measurements-10000-unique-keys.txt");
     let expected =
-        std::fs::read_to_string(data_dir().join("1brc/measurements-10000-unique-keys.out")).unwrap();
+        std::fs::read_to_string(data_dir().join("1brc/measurements-10000-unique-keys.out"))
+            .unwrap();
     let mut args = onebrc_args(&input);
     args.extend(["-j", "3", "--chunk-size", "4K"].map(String::from));
-    assert_same("10000 keys, 4K chunks, -j3", &expected, &Tally::new(&args).stdout());
+    assert_same(
+        "10000 keys, 4K chunks, -j3",
+        &expected,
+        &Tally::new(&args).stdout(),
+    );
 }

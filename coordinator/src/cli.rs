@@ -33,6 +33,9 @@ pub enum Command {
     Workers(PoolArgs),
     /// Generate 1BRC rows into a temporary file, aggregate them, print the result and the time.
     Demo(DemoArgs),
+    /// Aggregate a stream as it flows (stdin or --follow FILE), NDJSON out per window:
+    /// `tail -f log.ndjson | tally stream --ndjson --by status --agg 'count,mean(ms)' --window 10s`.
+    Stream(crate::stream_cli::StreamArgs),
 }
 
 /// Worker pool flags.
@@ -237,6 +240,7 @@ impl RunArgs {
                 quote,
                 header: !self.no_header,
                 columns,
+                format: Default::default(),
             },
             group_by,
             aggregates,
@@ -244,6 +248,7 @@ impl RunArgs {
                 ErrorPolicy::Fail => OnError::Fail,
                 ErrorPolicy::Skip => OnError::Skip,
             },
+            panes: None,
         };
         let format = match self.format {
             Some(FormatArg::Table) => OutputFormat::Table,

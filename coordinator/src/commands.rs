@@ -20,16 +20,45 @@ const PARTIAL: u8 = 3;
 pub fn dispatch(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Run(args) => {
-            let config = args.to_config()?;
+            let config = match args.to_config() {
+                Err(e) if is_usage(&e) => return Ok(usage(&e)),
+                config => config?,
+            };
             let stdout = io::stdout();
             let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
-            let summary = run(&config, &mut out)?;
+            let summary = match run(&config, &mut out) {
+                Err(e @ tally_coordinator::Error::Usage(_)) => return Ok(usage(&e.into())),
+                summary => summary?,
+            };
             Ok(report(&summary))
         }
         Command::Gen(g) => generate(g),
         Command::Workers(args) => workers(&args),
         Command::Demo(args) => demo(&args),
+        Command::Stream(args) => crate::stream_cli::run(&args),
     }
+}
+
+/// Exit code of bad flags, the same as clap's.
+const USAGE: u8 = 2;
+
+/// Whether `e` is the fault of the flags: a `Usage` error, or a plain
+/// message from the checks in `cli.rs`; not, say, a worker that cannot be
+/// found.
+fn is_usage(e: &anyhow::Error) -> bool {
+    match e
+        .chain()
+        .find_map(|c| c.downcast_ref::<tally_coordinator::Error>())
+    {
+        Some(tally_coordinator::Error::Usage(_)) | None => true,
+        Some(_) => false,
+    }
+}
+
+/// Prints a flag error as `main` prints errors; the exit code 2.
+fn usage(e: &anyhow::Error) -> ExitCode {
+    eprintln!("tally: {e:#}");
+    ExitCode::from(USAGE)
 }
 
 /// Whether the error is a closed stdout (`tally ... | head`): a clean exit.
@@ -46,10 +75,11 @@ pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
 
 /// The signal that stopped the run, if that is what `e` is.
 pub fn interrupted(e: &anyhow::Error) -> Option<i32> {
-    e.chain().find_map(|c| match c.downcast_ref::<tally_coordinator::Error>() {
-        Some(tally_coordinator::Error::Interrupted(sig)) => Some(*sig),
-        _ => None,
-    })
+    e.chain()
+        .find_map(|c| match c.downcast_ref::<tally_coordinator::Error>() {
+            Some(tally_coordinator::Error::Interrupted(sig)) => Some(*sig),
+            _ => None,
+        })
 }
 
 /// The summary on stderr; the exit code.
@@ -110,7 +140,14 @@ fn generate(g: GenCommand) -> Result<ExitCode> {
                 anyhow::bail!("--stations must be between 1 and 100000");
             }
             let mut out = output(path.as_deref())?;
-            write_1brc(&mut out, &OneBrcSpec { rows, stations, seed })?;
+            write_1brc(
+                &mut out,
+                &OneBrcSpec {
+                    rows,
+                    stations,
+                    seed,
+                },
+            )?;
             out.flush()?;
         }
         GenCommand::Events {
@@ -127,7 +164,10 @@ fn generate(g: GenCommand) -> Result<ExitCode> {
 }
 
 fn workers(args: &PoolArgs) -> Result<ExitCode> {
-    let config = args.to_config()?;
+    let config = match args.to_config() {
+        Err(e) if is_usage(&e) => return Ok(usage(&e)),
+        config => config?,
+    };
     let started = Instant::now();
     let pool = WorkerPool::start(&config)?;
     let elapsed = started.elapsed();
@@ -184,10 +224,12 @@ fn demo(args: &DemoArgs) -> Result<ExitCode> {
                     quote: None,
                     header: false,
                     columns: vec!["station".into(), "temp".into()],
+                    format: Default::default(),
                 },
                 group_by: vec!["station".into()],
                 aggregates: query::parse_aggregates("min(temp),mean(temp),max(temp)")?,
                 on_error: OnError::Fail,
+                panes: None,
             },
             chunk_size: tally_coordinator::config::DEFAULT_CHUNK_SIZE,
             format: OutputFormat::OneBrc,

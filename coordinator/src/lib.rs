@@ -14,10 +14,11 @@
 //! # fn main() -> Result<(), tally_coordinator::Error> {
 //! let query = QuerySpec {
 //!     kernel: "delimited".into(),
-//!     input: InputFormat { delimiter: b',', quote: Some(b'"'), header: true, columns: vec![] },
+//!     input: InputFormat { delimiter: b',', quote: Some(b'"'), header: true, columns: vec![], format: Default::default() },
 //!     group_by: vec!["country".into()],
 //!     aggregates: query::parse_aggregates("count,mean(latency_ms)")?,
 //!     on_error: OnError::Fail,
+//!     panes: None,
 //! };
 //! let config = RunConfig {
 //!     inputs: vec!["events.csv".into()],
@@ -47,6 +48,7 @@ pub mod query;
 pub mod run;
 pub mod scheduler;
 pub mod signals;
+pub mod stream;
 
 pub use config::{ErrorPolicy, OutputFormat, PoolConfig, RunConfig, WorkerCommand};
 pub use error::{Error, Result};

@@ -4,6 +4,7 @@
 
 mod cli;
 mod commands;
+mod stream_cli;
 
 use std::process::ExitCode;
 

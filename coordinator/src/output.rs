@@ -276,7 +276,11 @@ impl<'a> ResultSet<'a> {
             }
         }
         if !lines {
-            out.write_all(if self.groups.is_empty() { b"]\n" } else { b"\n]\n" })?;
+            out.write_all(if self.groups.is_empty() {
+                b"]\n"
+            } else {
+                b"\n]\n"
+            })?;
         }
         Ok(())
     }

@@ -95,11 +95,18 @@ mod tests {
         let e = dir.join("empty.txt");
         std::fs::write(&e, b"").unwrap();
         let chunks = plan(&[a, e], 10).unwrap();
-        let ranges: Vec<(u64, u64, bool)> =
-            chunks.iter().map(|c| (c.start, c.end, c.first_of_file)).collect();
+        let ranges: Vec<(u64, u64, bool)> = chunks
+            .iter()
+            .map(|c| (c.start, c.end, c.first_of_file))
+            .collect();
         assert_eq!(
             ranges,
-            vec![(0, 10, true), (10, 20, false), (20, 25, false), (0, 0, true)]
+            vec![
+                (0, 10, true),
+                (10, 20, false),
+                (20, 25, false),
+                (0, 0, true)
+            ]
         );
         assert!(chunks.iter().enumerate().all(|(i, c)| c.index == i));
         std::fs::remove_dir_all(&dir).unwrap();

@@ -75,7 +75,9 @@ fn split_top_level(text: &str) -> Vec<&str> {
 pub fn parse_columns(text: &str, flag: &str) -> Result<Vec<String>> {
     let cols: Vec<String> = text.split(',').map(|c| c.trim().to_string()).collect();
     if cols.iter().any(String::is_empty) {
-        return Err(Error::Usage(format!("{flag}: empty column name in `{text}`")));
+        return Err(Error::Usage(format!(
+            "{flag}: empty column name in `{text}`"
+        )));
     }
     Ok(cols)
 }
@@ -96,7 +98,9 @@ pub fn parse_byte(text: &str, flag: &str) -> Result<u8> {
         }
     };
     if b == b'\n' || b == b'\r' {
-        return Err(Error::Usage(format!("{flag}: a line end cannot be a delimiter")));
+        return Err(Error::Usage(format!(
+            "{flag}: a line end cannot be a delimiter"
+        )));
     }
     Ok(b)
 }
@@ -114,7 +118,11 @@ pub fn parse_size(text: &str) -> Result<u64> {
         "k" | "kb" | "kib" => 1 << 10,
         "m" | "mb" | "mib" => 1 << 20,
         "g" | "gb" | "gib" => 1 << 30,
-        _ => return Err(Error::Usage(format!("`{text}`: unknown size unit `{unit}`"))),
+        _ => {
+            return Err(Error::Usage(format!(
+                "`{text}`: unknown size unit `{unit}`"
+            )))
+        }
     };
     n.checked_mul(mult)
         .ok_or_else(|| Error::Usage(format!("`{text}` is too large")))
@@ -135,7 +143,11 @@ pub fn parse_duration(text: &str) -> Result<Duration> {
         "" | "s" => n,
         "m" | "min" => n * 60.0,
         "h" => n * 3600.0,
-        _ => return Err(Error::Usage(format!("`{text}`: unknown time unit `{unit}`"))),
+        _ => {
+            return Err(Error::Usage(format!(
+                "`{text}`: unknown time unit `{unit}`"
+            )))
+        }
     };
     Duration::try_from_secs_f64(secs)
         .map_err(|_| Error::Usage(format!("`{text}` is not a valid duration")))
@@ -149,7 +161,10 @@ mod tests {
     fn aggregates_parse() {
         let a = parse_aggregates("count, mean(latency_ms),STDDEV(x) ,count(y)").unwrap();
         let titles: Vec<String> = a.iter().map(|a| a.title()).collect();
-        assert_eq!(titles, ["count", "mean(latency_ms)", "stddev(x)", "count(y)"]);
+        assert_eq!(
+            titles,
+            ["count", "mean(latency_ms)", "stddev(x)", "count(y)"]
+        );
         assert!(parse_aggregates("median(x)").is_err());
         assert!(parse_aggregates("sum").is_err());
         assert!(parse_aggregates("sum(x").is_err());

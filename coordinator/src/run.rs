@@ -65,7 +65,7 @@ pub fn run(config: &RunConfig, out: &mut dyn Write) -> Result<RunSummary> {
     let mut pool = WorkerPool::start(&pool_config)?;
     if let Some(w) = pool
         .ready()
-        .find(|w| !w.kernels.iter().any(|k| *k == config.query.kernel))
+        .find(|w| !w.kernels.contains(&config.query.kernel))
     {
         return Err(Error::Workers(format!(
             "worker pid {} has no kernel `{}` (it has: {})",

@@ -30,25 +30,44 @@ fn help_lists_the_subcommands() {
 #[test]
 fn usage_errors_say_what_to_do() {
     let cases: &[(&[&str], &str)] = &[
-        (&["run", "x.csv", "--agg", "median(x)"], "unknown function `median`"),
-        (&["run", "x.csv", "--agg", "sum"], "needs a column"),
-        (&["run", "x.csv", "--no-header"], "--no-header needs --columns"),
         (
-            &["run", "x.csv", "--no-header", "--columns", "a,b", "--by", "c"],
+            &["run", "x.csv", "--agg", "median(x)"],
+            "unknown function `median`",
+        ),
+        (&["run", "x.csv", "--agg", "sum"], "needs a column"),
+        (
+            &["run", "x.csv", "--no-header"],
+            "--no-header needs --columns",
+        ),
+        (
+            &[
+                "run",
+                "x.csv",
+                "--no-header",
+                "--columns",
+                "a,b",
+                "--by",
+                "c",
+            ],
             "column `c` is not among --columns",
         ),
         (&["run", "x.csv", "--delimiter", ";;"], "not a single byte"),
         (&["run", "x.csv", "--chunk-size", "8Q"], "unknown size unit"),
         (&["run", "x.csv", "-j", "0"], "at least 1"),
         (
-            &["run", "x.csv", "--by", "a", "--agg", "count", "--format", "1brc"],
+            &[
+                "run", "x.csv", "--by", "a", "--agg", "count", "--format", "1brc",
+            ],
             "--format 1brc needs",
         ),
     ];
     for (args, needle) in cases {
         let (code, _, err) = tally(args);
         assert_ne!(code, 0, "{args:?} should fail");
-        assert!(err.contains(needle), "{args:?}: expected `{needle}` in:\n{err}");
+        assert!(
+            err.contains(needle),
+            "{args:?}: expected `{needle}` in:\n{err}"
+        );
         assert!(!err.contains("panicked"), "{args:?} panicked:\n{err}");
     }
 }

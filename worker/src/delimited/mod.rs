@@ -142,6 +142,15 @@ impl PreparedQuery for Delimited {
                 start_in_quotes,
             } => {
                 let file = self.files.open(path)?;
+                if file.bytes().is_empty() && self.query.input.header {
+                    return Err(TaskFailure::new(
+                        ErrorKind::Input,
+                        format!(
+                            "{path}: the file is empty, but a header line naming the columns \
+                             was expected (use --no-header --columns for header-less data)"
+                        ),
+                    ));
+                }
                 if file.bytes().is_empty() {
                     return Ok(TaskOutput {
                         counters: Counters {

@@ -469,8 +469,18 @@ fn file_sources_through_the_kernel() {
     assert_eq!(e.kind, ErrorKind::Io);
     assert!(e.message.contains("/nonexistent/x.csv"));
 
+    // An empty file has no header to name the columns: a clear error;
+    // without a header expected, it is an empty result.
     let empty = TempFile::new(b"");
-    let o = p.run(&file_task(&empty.path(), 0, 100, true)).unwrap();
+    let e = p.run(&file_task(&empty.path(), 0, 100, true)).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Input);
+    assert!(e.message.contains("empty") && e.message.contains(&empty.path()));
+    let mut no_header = DelimitedKernel
+        .prepare(&query(None, false, &["k"], &[]))
+        .unwrap();
+    let o = no_header
+        .run(&file_task(&empty.path(), 0, 100, true))
+        .unwrap();
     assert_eq!(o.counters.records, 0);
     assert!(o.counters.start_in_quotes);
 }
