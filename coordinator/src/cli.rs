@@ -79,9 +79,9 @@ pub struct RunArgs {
     /// Column names for header-less files, comma-separated.
     #[arg(long)]
     pub columns: Option<String>,
-    /// Chunk size (e.g. 8M, 512K). Smaller chunks balance better and cost
+    /// Chunk size (e.g. 16M, 512K). Smaller chunks balance better and cost
     /// more messages; output does not depend on it or on -j.
-    #[arg(long, default_value = "8M")]
+    #[arg(long, default_value = "16M")]
     pub chunk_size: String,
     /// Output format [default: table on a terminal, else csv].
     #[arg(long, value_enum)]

@@ -107,8 +107,12 @@ fn report(s: &RunSummary) -> ExitCode {
         s.skipped.len()
     );
     for c in &s.skipped {
+        let line = c
+            .line
+            .map(|l| format!(" (from line {l})"))
+            .unwrap_or_default();
         eprintln!(
-            "  {} bytes {}..{}: {}",
+            "  {} bytes {}..{}{line}: {}",
             c.path,
             c.start,
             c.end,

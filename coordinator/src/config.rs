@@ -157,5 +157,7 @@ pub struct RunConfig {
     pub on_error: ErrorPolicy,
 }
 
-/// Default chunk size: 8 MiB.
-pub const DEFAULT_CHUNK_SIZE: u64 = 8 << 20;
+/// Default chunk size: 16 MiB. Each chunk costs a message and a partial
+/// merged by the coordinator (one entry per group), so with many groups
+/// smaller chunks cost more than they balance; see BENCHMARKS.md.
+pub const DEFAULT_CHUNK_SIZE: u64 = 16 << 20;

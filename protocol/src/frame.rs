@@ -13,6 +13,9 @@ use crate::Error;
 /// groups fit; a corrupt length does not make anyone allocate gigabytes.
 pub const DEFAULT_MAX_FRAME: u32 = 256 << 20;
 
+/// Bytes a reader adds to its buffer at a time while a frame arrives.
+const READ_STEP: usize = 1 << 20;
+
 /// Encodes `msg` as MessagePack (structs as maps with field names) into a
 /// frame appended to `out`.
 pub fn encode_frame<T: Serialize>(out: &mut Vec<u8>, msg: &T) -> Result<(), Error> {
@@ -83,14 +86,21 @@ impl<R: Read> FrameReader<R> {
                 max: self.max.into(),
             });
         }
+        // Grow the buffer as the bytes arrive, a step at a time: a peer that
+        // announces a big frame and sends little costs little memory.
+        let len = len as usize;
         self.buf.clear();
-        self.buf.resize(len as usize, 0);
-        let got = read_full(&mut self.inner, &mut self.buf)?;
-        if got < len as usize {
-            return Err(Error::Truncated {
-                expected: 4 + u64::from(len),
-                got: 4 + got as u64,
-            });
+        while self.buf.len() < len {
+            let have = self.buf.len();
+            let step = (len - have).min(READ_STEP);
+            self.buf.resize(have + step, 0);
+            let got = read_full(&mut self.inner, &mut self.buf[have..])?;
+            if got < step {
+                return Err(Error::Truncated {
+                    expected: 4 + len as u64,
+                    got: 4 + (have + got) as u64,
+                });
+            }
         }
         Ok(Some(&self.buf))
     }

@@ -13,7 +13,7 @@
 //! other forms (`1e5`, more than 18 digits) and exact sums that would
 //! overflow go to the float part.
 
-use std::collections::HashMap;
+use hashbrown::HashMap;
 
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
