@@ -379,7 +379,24 @@ def render(results):
     workers_section(lines, results)
     startup_section(lines, results)
     memory_section(lines, results)
+    stream_section(lines)
     return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def stream_section(lines):
+    """The streaming results (bench/stream.sh writes bench/STREAM_RESULTS.md)."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "STREAM_RESULTS.md")
+    if not os.path.exists(path):
+        return
+    with open(path, encoding="utf-8") as f:
+        text = f.read().splitlines()
+    lines.append("## Streaming (`bench/stream.sh`)")
+    lines.append("")
+    for line in text:
+        if line.startswith("# "):
+            continue  # the file's own title
+        lines.append("#" + line if line.startswith("## ") else line)
+    lines.append("")
 
 
 def main(argv):

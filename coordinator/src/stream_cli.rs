@@ -80,7 +80,7 @@ pub struct StreamArgs {
     pub idle_timeout: Option<String>,
     /// Cut a batch at this many bytes of whole records. Larger batches
     /// cost fewer messages and add latency.
-    #[arg(long, default_value = "256K")]
+    #[arg(long, default_value = "1M")]
     pub batch_size: String,
     /// Cut a batch when its oldest record has waited this long.
     #[arg(long, default_value = "5ms")]

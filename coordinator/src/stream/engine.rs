@@ -88,7 +88,6 @@ pub(crate) struct Engine {
     proc_time: Option<i64>,
     last_input: Instant,
     idle_flushed: bool,
-    respawns: usize,
     summary: StreamSummary,
     stop: Arc<AtomicBool>,
 }
@@ -134,7 +133,6 @@ impl Engine {
             proc_time: None,
             last_input: Instant::now(),
             idle_flushed: true,
-            respawns: 0,
             summary: StreamSummary::default(),
             stop,
         }
@@ -186,6 +184,12 @@ impl Engine {
                         }
                     }
                     self.check_timeouts()?;
+                    // Replacements that never answer their handshake, and
+                    // replacements that were due (rate-limited).
+                    if let Some(ev) = self.pool.check_handshakes() {
+                        self.on_pool_event(ev)?;
+                    }
+                    self.replace_worker()?;
                 },
             }
             self.dispatch()?;
@@ -411,20 +415,12 @@ impl Engine {
         Ok(())
     }
 
+    /// Starts a replacement through the pool: rate-limited, within the
+    /// pool's budget, and failing fast when replacements die at start.
     fn replace_worker(&mut self) -> Result<()> {
-        let max = 4 * self.config.pool.workers + 16;
-        if self.respawns >= max {
-            if self.pool.is_empty() {
-                return Err(Error::Workers(format!(
-                    "all workers died and {} replacements were already started",
-                    self.respawns
-                )));
-            }
-            return Ok(());
+        if self.pool.replenish()? {
+            info!("started a replacement worker");
         }
-        self.respawns += 1;
-        let id = self.pool.spawn()?;
-        info!("started replacement worker {id}");
         Ok(())
     }
 
