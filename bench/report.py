@@ -379,8 +379,27 @@ def render(results):
     workers_section(lines, results)
     startup_section(lines, results)
     memory_section(lines, results)
+    linear_section(lines, results)
     stream_section(lines)
     return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def linear_section(lines, results):
+    """Q1 at 50M and 500M rows (bench/linear.sh writes linear.txt)."""
+    path = os.path.join(results, "linear.txt")
+    if not os.path.exists(path):
+        return
+    with open(path, encoding="utf-8") as f:
+        text = [l.strip() for l in f if l.strip()]
+    lines.append("### Growth: Q1 at 50M and 500M rows (`bench/linear.sh`)")
+    lines.append("")
+    lines.append("Time should grow linearly (target: 500M ≤ 10.5× the 50M time); the")
+    lines.append("anonymous memory (heap, not the mapped file) of the coordinator and of")
+    lines.append("each worker should not grow at all.")
+    lines.append("")
+    for l in text:
+        lines.append(f"- {l}")
+    lines.append("")
 
 
 def stream_section(lines):

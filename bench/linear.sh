@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Q1 cost at 50M and 500M rows: time (must grow linearly) and the peak
+# anonymous memory of the coordinator and of each worker (must not grow;
+# the mapped file is page cache, not counted). Needs ~9 GB of disk for the
+# 500M-row file. Writes bench/results/linear.txt, which bench/report.py
+# puts into BENCHMARKS.md.
+#
+# usage: bench/linear.sh          (env: BIG_ROWS [500000000], RUNS [3], TALLY)
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+BIG_ROWS=${BIG_ROWS:-500000000}
+RUNS=${RUNS:-3}
+if [ -z "${TALLY:-}" ]; then
+    cargo build --release >&2
+    TALLY=${CARGO_TARGET_DIR:-target}/release/tally
+fi
+mkdir -p bench/data bench/results
+SMALL=bench/data/q1.txt
+BIG=bench/data/q1-$BIG_ROWS.txt
+[ -s "$SMALL" ] || "$TALLY" gen 1brc --rows 50000000 -o "$SMALL"
+[ -s "$BIG" ] || "$TALLY" gen 1brc --rows "$BIG_ROWS" -o "$BIG"
+query=(--delimiter ';' --no-header --columns station,temp --by station
+    --agg 'min(temp),mean(temp),max(temp)' --format 1brc)
+OUT=bench/results/linear.txt
+: > "$OUT"
+
+hyperfine --warmup 1 --runs "$RUNS" -N --export-json bench/results/linear.json \
+    "$TALLY run $SMALL ${query[*]}" "$TALLY run $BIG ${query[*]}" >&2
+python3 - "$BIG_ROWS" >> "$OUT" <<'PY'
+import json, statistics, sys
+r = json.load(open("bench/results/linear.json"))["results"]
+a, b = (statistics.median(x["times"]) for x in r)
+print(f"time: 50M rows {a:.3f} s, {int(sys.argv[1]) // 1_000_000}M rows {b:.3f} s (medians); ratio {b / a:.2f}")
+PY
+
+# Peak RssAnon (kB) of the coordinator and of its workers, sampled every 10 ms.
+peak() {
+    "$TALLY" run "$1" "${query[@]}" > /dev/null &
+    local pid=$! maxc=0 maxw=0 v w
+    while kill -0 "$pid" 2>/dev/null; do
+        v=$(awk '/RssAnon/ {print $2}' "/proc/$pid/status" 2>/dev/null || true)
+        [ -n "$v" ] && [ "$v" -gt "$maxc" ] && maxc=$v
+        for w in $(pgrep -P "$pid" || true); do
+            v=$(awk '/RssAnon/ {print $2}' "/proc/$w/status" 2>/dev/null || true)
+            [ -n "$v" ] && [ "$v" -gt "$maxw" ] && maxw=$v
+        done
+        sleep 0.01
+    done
+    wait "$pid"
+    echo "memory: $(basename "$1"): coordinator peak RssAnon $maxc kB, largest worker peak RssAnon $maxw kB"
+}
+peak "$SMALL" >> "$OUT"
+peak "$BIG" >> "$OUT"
+cat "$OUT"
