@@ -128,21 +128,21 @@ impl Tally {
     }
 }
 
+/// The pids listed in `/proc`.
+pub fn proc_pids() -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()))
+        .collect()
+}
+
 /// Pids of live processes whose environment holds `TALLY_TEST_TAG=tag`.
 pub fn tagged_processes(tag: &str) -> Vec<u32> {
     let needle = format!("TALLY_TEST_TAG={tag}\0");
     let mut pids = Vec::new();
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return pids;
-    };
-    for entry in dir.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
-            continue;
-        };
+    for pid in proc_pids() {
         // Zombies have an empty environ; only live processes count.
         if let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) {
             if env.windows(needle.len()).any(|w| w == needle.as_bytes()) {

@@ -130,6 +130,24 @@ pub enum OnErrorArg {
     Skip,
 }
 
+impl From<OnErrorArg> for ErrorPolicy {
+    fn from(a: OnErrorArg) -> ErrorPolicy {
+        match a {
+            OnErrorArg::Fail => ErrorPolicy::Fail,
+            OnErrorArg::Skip => ErrorPolicy::Skip,
+        }
+    }
+}
+
+impl From<OnErrorArg> for OnError {
+    fn from(a: OnErrorArg) -> OnError {
+        match a {
+            OnErrorArg::Fail => OnError::Fail,
+            OnErrorArg::Skip => OnError::Skip,
+        }
+    }
+}
+
 /// `tally gen` subcommands.
 #[derive(Subcommand, Debug)]
 pub enum GenCommand {
@@ -229,10 +247,7 @@ impl RunArgs {
                 }
             }
         }
-        let on_error = match self.on_error {
-            OnErrorArg::Fail => ErrorPolicy::Fail,
-            OnErrorArg::Skip => ErrorPolicy::Skip,
-        };
+        let on_error = ErrorPolicy::from(self.on_error);
         let query = QuerySpec {
             kernel: "delimited".into(),
             input: InputFormat {
@@ -244,10 +259,7 @@ impl RunArgs {
             },
             group_by,
             aggregates,
-            on_error: match on_error {
-                ErrorPolicy::Fail => OnError::Fail,
-                ErrorPolicy::Skip => OnError::Skip,
-            },
+            on_error: self.on_error.into(),
             panes: None,
         };
         let format = match self.format {

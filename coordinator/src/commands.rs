@@ -82,23 +82,35 @@ pub fn interrupted(e: &anyhow::Error) -> Option<i32> {
         })
 }
 
-/// The summary on stderr; the exit code.
-fn report(s: &RunSummary) -> ExitCode {
-    if s.totals.bad_records > 0 {
-        eprintln!(
-            "tally: {} bad record(s) left out (--on-error skip)",
-            s.totals.bad_records
-        );
-        for loc in &s.totals.bad_samples {
+/// The summary lines shared by runs and streams: bad records left out
+/// (with where), and workers lost (their `units` were run again).
+pub fn report_losses(
+    bad_records: u64,
+    bad_samples: &[tally_protocol::Location],
+    workers_lost: usize,
+    units: &str,
+) {
+    if bad_records > 0 {
+        eprintln!("tally: {bad_records} bad record(s) left out (--on-error skip)");
+        for loc in bad_samples {
             eprintln!("  at {loc}");
         }
     }
-    if s.workers_lost > 0 {
+    if workers_lost > 0 {
         eprintln!(
-            "tally: {} worker(s) lost and replaced; their chunks were run again",
-            s.workers_lost
+            "tally: {workers_lost} worker(s) lost and replaced; their {units} were run again"
         );
     }
+}
+
+/// The summary on stderr; the exit code.
+fn report(s: &RunSummary) -> ExitCode {
+    report_losses(
+        s.totals.bad_records,
+        &s.totals.bad_samples,
+        s.workers_lost,
+        "chunks",
+    );
     if s.skipped.is_empty() {
         return ExitCode::SUCCESS;
     }

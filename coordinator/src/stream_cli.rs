@@ -19,7 +19,7 @@ use tally_coordinator::stream::{
     StreamConfig, StreamHandle, StreamSummary, TimeMode, WindowMode, WindowSpec,
 };
 use tally_coordinator::ErrorPolicy;
-use tally_protocol::{Aggregate, InputFormat, OnError, QuerySpec, RecordFormat};
+use tally_protocol::{Aggregate, InputFormat, QuerySpec, RecordFormat};
 
 use crate::cli::{OnErrorArg, PoolArgs};
 
@@ -220,10 +220,7 @@ impl StreamArgs {
                 }
             }
         }
-        let on_error = match self.on_error {
-            OnErrorArg::Fail => ErrorPolicy::Fail,
-            OnErrorArg::Skip => ErrorPolicy::Skip,
-        };
+        let on_error = ErrorPolicy::from(self.on_error);
         let query = QuerySpec {
             kernel: "delimited".into(),
             input: InputFormat {
@@ -235,10 +232,7 @@ impl StreamArgs {
             },
             group_by,
             aggregates,
-            on_error: match on_error {
-                ErrorPolicy::Fail => OnError::Fail,
-                ErrorPolicy::Skip => OnError::Skip,
-            },
+            on_error: self.on_error.into(),
             panes: None,
         };
         let pool = self.pool.to_config()?;
@@ -419,21 +413,7 @@ fn report(s: &StreamSummary) -> ExitCode {
             eprintln!("  ... and {} more windows", s.late.by_window.len() - 20);
         }
     }
-    if s.bad_records > 0 {
-        eprintln!(
-            "tally: {} bad record(s) left out (--on-error skip)",
-            s.bad_records
-        );
-        for loc in &s.bad_samples {
-            eprintln!("  at {loc}");
-        }
-    }
-    if s.workers_lost > 0 {
-        eprintln!(
-            "tally: {} worker(s) lost and replaced; their batches were run again",
-            s.workers_lost
-        );
-    }
+    crate::commands::report_losses(s.bad_records, &s.bad_samples, s.workers_lost, "batches");
     if s.skipped_batches.is_empty() {
         return ExitCode::SUCCESS;
     }

@@ -93,25 +93,39 @@ impl Splitter {
         let mut pos = first;
         while pos < end && pos < len {
             let nl = find_byte(data, pos, len, b'\n').unwrap_or(len);
-            let line_end = if nl > pos && data.get(nl - 1) == Some(&b'\r') {
-                nl - 1
-            } else {
-                nl
-            };
-            if line_end > pos {
-                split_plain(
-                    data,
-                    pos,
-                    line_end,
-                    self.delimiter,
-                    self.wanted,
-                    &mut self.spans,
-                );
-                f(data, &self.spans, pos)?;
-            }
+            self.plain_record(data, pos, nl, &mut f)?;
             pos = nl + 1;
         }
         Ok(pos.min(len))
+    }
+
+    /// Splits the quote-free record `data[pos..nl]` (a `\r` before the
+    /// newline dropped, a blank line skipped) and hands it to `f`.
+    #[inline(always)]
+    fn plain_record<E>(
+        &mut self,
+        data: &[u8],
+        pos: usize,
+        nl: usize,
+        f: &mut impl FnMut(&[u8], &[Span], usize) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let line_end = if nl > pos && data.get(nl - 1) == Some(&b'\r') {
+            nl - 1
+        } else {
+            nl
+        };
+        if line_end > pos {
+            split_plain(
+                data,
+                pos,
+                line_end,
+                self.delimiter,
+                self.wanted,
+                &mut self.spans,
+            );
+            f(data, &self.spans, pos)?;
+        }
+        Ok(())
     }
 
     /// Like [`Splitter::scan_plain`], for records that may hold quotes.
@@ -131,24 +145,8 @@ impl Splitter {
                 let rest = data.get(pos..).unwrap_or_default();
                 if let Some(i) = memchr2(q, b'\n', rest) {
                     if rest.get(i) == Some(&b'\n') {
-                        let nl = pos + i;
-                        let line_end = if nl > pos && data.get(nl - 1) == Some(&b'\r') {
-                            nl - 1
-                        } else {
-                            nl
-                        };
-                        if line_end > pos {
-                            split_plain(
-                                data,
-                                pos,
-                                line_end,
-                                self.delimiter,
-                                self.wanted,
-                                &mut self.spans,
-                            );
-                            f(data, &self.spans, pos)?;
-                        }
-                        pos = nl + 1;
+                        self.plain_record(data, pos, pos + i, &mut f)?;
+                        pos += i + 1;
                         continue;
                     }
                 }
