@@ -553,3 +553,57 @@ fn the_live_app_example_keeps_answering() {
     };
     assert_eq!(num(" events;"), num(" records into"), "{last}");
 }
+
+#[test]
+fn follow_reads_a_growing_file_and_sigint_flushes_the_open_window() {
+    // `--follow`: records appended to the file after tally started are
+    // read; Ctrl-C (SIGINT) emits the window still open, then exits 130.
+    let dir = crate::util::TempDir::new("follow");
+    let path = dir.write("events.ndjson", "{\"ts\":1}\n{\"ts\":1.5}\n");
+    let mut t = Tally::new([
+        "stream",
+        "--follow",
+        path.to_str().unwrap(),
+        "--ndjson",
+        "--agg",
+        "count",
+        "--window",
+        "1s",
+        "--time-field",
+        "ts",
+        "--time-format",
+        "ms",
+        "-j",
+        "1",
+    ]);
+    t.command().stdout(Stdio::piped());
+    let mut child: Child = t.command().spawn().expect("start");
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let append = |text: &str| {
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        f.write_all(text.as_bytes()).unwrap();
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    append("{\"ts\":2.1}\n");
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+    assert_eq!(
+        line,
+        "{\"window_start\":1000,\"window_end\":2000,\"count\":2}\n"
+    );
+    append("{\"ts\":2.5}\n");
+    std::thread::sleep(Duration::from_millis(300));
+    send_signal(child.id(), libc::SIGINT);
+    line.clear();
+    std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+    assert_eq!(
+        line,
+        "{\"window_start\":2000,\"window_end\":3000,\"count\":2}\n"
+    );
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{status:?}");
+    crate::util::assert_no_workers_left(t.tag());
+}
