@@ -130,6 +130,25 @@ pub enum OnErrorArg {
     Skip,
 }
 
+/// Fails unless every wanted name is among `columns` (`what` names the
+/// list in the message; `hint` follows it).
+pub fn check_columns<'a>(
+    wanted: impl IntoIterator<Item = &'a String>,
+    columns: &[String],
+    what: &str,
+    hint: &str,
+) -> Result<()> {
+    for name in wanted {
+        if !columns.contains(name) {
+            bail!(
+                "column `{name}` is not among {what} ({}){hint}",
+                columns.join(",")
+            );
+        }
+    }
+    Ok(())
+}
+
 impl From<OnErrorArg> for ErrorPolicy {
     fn from(a: OnErrorArg) -> ErrorPolicy {
         match a {
@@ -235,17 +254,10 @@ impl RunArgs {
         };
         let aggregates = parse_aggregates(&self.agg)?;
         if self.no_header {
-            for name in group_by
+            let wanted = group_by
                 .iter()
-                .chain(aggregates.iter().filter_map(|a| a.column.as_ref()))
-            {
-                if !columns.contains(name) {
-                    bail!(
-                        "column `{name}` is not among --columns ({})",
-                        columns.join(",")
-                    );
-                }
-            }
+                .chain(aggregates.iter().filter_map(|a| a.column.as_ref()));
+            check_columns(wanted, &columns, "--columns", "")?;
         }
         let on_error = ErrorPolicy::from(self.on_error);
         let query = QuerySpec {

@@ -206,19 +206,12 @@ impl StreamArgs {
                 .iter()
                 .chain(aggregates.iter().filter_map(|a| a.column.as_ref()))
                 .chain(self.time_field.as_ref());
-            for col in wanted {
-                if !columns.contains(col) {
-                    let hint = if self.columns.is_none() && !self.header {
-                        "; name the columns with --columns a,b,c or read them from a first line with --header"
-                    } else {
-                        ""
-                    };
-                    bail!(
-                        "column `{col}` is not among the columns ({}){hint}",
-                        columns.join(",")
-                    );
-                }
-            }
+            let hint = if self.columns.is_none() && !self.header {
+                "; name the columns with --columns a,b,c or read them from a first line with --header"
+            } else {
+                ""
+            };
+            crate::cli::check_columns(wanted, &columns, "the columns", hint)?;
         }
         let on_error = ErrorPolicy::from(self.on_error);
         let query = QuerySpec {

@@ -520,19 +520,7 @@ impl Engine {
                 let now = Instant::now();
                 if now >= *next {
                     *next = now + *every;
-                    if !table.is_empty() {
-                        let groups = sorted_clone(table);
-                        emit(
-                            results,
-                            summary,
-                            WindowResult {
-                                start_ms: *start_ms,
-                                end_ms: self.clock.now_ms(),
-                                records: groups.iter().map(|g| g.rows).sum(),
-                                groups,
-                            },
-                        );
-                    }
+                    emit_running(results, summary, table, *start_ms, self.clock.now_ms());
                 }
             }
             Windows::Windowed(store) => match self.config.time {
@@ -573,21 +561,7 @@ impl Engine {
         match &mut self.windows {
             Windows::Running {
                 table, start_ms, ..
-            } => {
-                if !table.is_empty() {
-                    let groups = sorted_clone(table);
-                    emit(
-                        results,
-                        summary,
-                        WindowResult {
-                            start_ms: *start_ms,
-                            end_ms: self.clock.now_ms(),
-                            records: groups.iter().map(|g| g.rows).sum(),
-                            groups,
-                        },
-                    );
-                }
-            }
+            } => emit_running(results, summary, table, *start_ms, self.clock.now_ms()),
             Windows::Windowed(store) => {
                 store.flush(&mut |r| emit(results, summary, r));
                 summary.late = store.late().clone();
@@ -604,6 +578,30 @@ fn emit(results: &Sender<WindowResult>, summary: &mut StreamSummary, r: WindowRe
     summary.windows += 1;
     // A receiver that went away just stops listening.
     let _ = results.send(r);
+}
+
+/// Emits the running result (`--every`) so far, if it has any group.
+fn emit_running(
+    results: &Sender<WindowResult>,
+    summary: &mut StreamSummary,
+    table: &GroupTable,
+    start_ms: i64,
+    end_ms: i64,
+) {
+    if table.is_empty() {
+        return;
+    }
+    let groups = sorted_clone(table);
+    emit(
+        results,
+        summary,
+        WindowResult {
+            start_ms,
+            end_ms,
+            records: groups.iter().map(|g| g.rows).sum(),
+            groups,
+        },
+    );
 }
 
 fn sorted_clone(table: &GroupTable) -> Vec<GroupState> {
