@@ -73,22 +73,7 @@ fn run_args(file: &Path, rest: &[&str]) -> Vec<String> {
 }
 
 fn onebrc_csv(agg: &str) -> Vec<String> {
-    run_args(
-        &onebrc(),
-        &[
-            "--delimiter",
-            ";",
-            "--no-header",
-            "--columns",
-            "station,temp",
-            "--by",
-            "station",
-            "--agg",
-            agg,
-            "--format",
-            "csv",
-        ],
-    )
+    crate::util::onebrc_query(&onebrc(), agg, "csv")
 }
 
 fn events_by_country(agg: &str) -> Vec<String> {

@@ -12,25 +12,13 @@ use crate::util::{assert_no_workers_left, fake_worker, Tally};
 /// The query of the fault tests: every aggregate kind, grouped, as CSV, so
 /// a lost or double-counted chunk changes the output.
 pub fn stats_args(file: &Path) -> Vec<String> {
-    [
-        "run",
-        &file.display().to_string(),
-        "--delimiter",
-        ";",
-        "--no-header",
-        "--columns",
-        "station,temp",
-        "--by",
-        "station",
-        "--agg",
+    let mut args = crate::util::onebrc_query(
+        file,
         "count,sum(temp),min(temp),mean(temp),max(temp),stddev(temp)",
-        "--format",
         "csv",
-        "--no-progress",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
+    );
+    args.push("--no-progress".into());
+    args
 }
 
 /// `args` plus more.

@@ -363,23 +363,26 @@ fn running_mean_of_plain_numbers() {
     assert!(v["window_start"].is_string());
 }
 
+/// NDJSON records counted in 1 s event-time windows of `ts` (seconds),
+/// window bounds printed in ms, one worker.
+const COUNT_PER_SECOND: &[&str] = &[
+    "--ndjson",
+    "--agg",
+    "count",
+    "--window",
+    "1s",
+    "--time-field",
+    "ts",
+    "--time-format",
+    "ms",
+    "-j",
+    "1",
+];
+
 #[test]
 fn windows_are_printed_as_they_close() {
     // A window must come out while the input is still open.
-    let mut t = Tally::new([
-        "stream",
-        "--ndjson",
-        "--agg",
-        "count",
-        "--window",
-        "1s",
-        "--time-field",
-        "ts",
-        "--time-format",
-        "ms",
-        "-j",
-        "1",
-    ]);
+    let mut t = Tally::new(["stream"].iter().chain(COUNT_PER_SECOND));
     t.command().stdin(Stdio::piped()).stdout(Stdio::piped());
     let mut child: Child = t.command().spawn().expect("start");
     let mut stdin = child.stdin.take().unwrap();
@@ -560,22 +563,8 @@ fn follow_reads_a_growing_file_and_sigint_flushes_the_open_window() {
     // read; Ctrl-C (SIGINT) emits the window still open, then exits 130.
     let dir = crate::util::TempDir::new("follow");
     let path = dir.write("events.ndjson", "{\"ts\":1}\n{\"ts\":1.5}\n");
-    let mut t = Tally::new([
-        "stream",
-        "--follow",
-        path.to_str().unwrap(),
-        "--ndjson",
-        "--agg",
-        "count",
-        "--window",
-        "1s",
-        "--time-field",
-        "ts",
-        "--time-format",
-        "ms",
-        "-j",
-        "1",
-    ]);
+    let follow = ["stream", "--follow", path.to_str().unwrap()];
+    let mut t = Tally::new(follow.iter().chain(COUNT_PER_SECOND));
     t.command().stdout(Stdio::piped());
     let mut child: Child = t.command().spawn().expect("start");
     let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());

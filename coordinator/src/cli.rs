@@ -130,6 +130,20 @@ pub enum OnErrorArg {
     Skip,
 }
 
+/// `--delimiter` and `--quote` (`none` for no quoting): two different
+/// single bytes.
+pub fn delimiter_and_quote(delimiter: &str, quote: &str) -> Result<(u8, Option<u8>)> {
+    let delimiter = parse_byte(delimiter, "--delimiter")?;
+    let quote = match quote {
+        "none" | "" => None,
+        q => Some(parse_byte(q, "--quote")?),
+    };
+    if quote == Some(delimiter) {
+        bail!("--quote and --delimiter cannot be the same byte");
+    }
+    Ok((delimiter, quote))
+}
+
 /// Fails unless every wanted name is among `columns` (`what` names the
 /// list in the message; `hint` follows it).
 pub fn check_columns<'a>(
@@ -230,14 +244,7 @@ impl PoolArgs {
 impl RunArgs {
     /// The validated run configuration.
     pub fn to_config(&self) -> Result<RunConfig> {
-        let delimiter = parse_byte(&self.delimiter, "--delimiter")?;
-        let quote = match self.quote.as_str() {
-            "none" | "" => None,
-            q => Some(parse_byte(q, "--quote")?),
-        };
-        if quote == Some(delimiter) {
-            bail!("--quote and --delimiter cannot be the same byte");
-        }
+        let (delimiter, quote) = delimiter_and_quote(&self.delimiter, &self.quote)?;
         let columns = match &self.columns {
             Some(c) => parse_columns(c, "--columns")?,
             None if self.no_header => {

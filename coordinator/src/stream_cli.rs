@@ -10,9 +10,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
-use tally_coordinator::query::{
-    parse_aggregates, parse_byte, parse_columns, parse_duration, parse_size,
-};
+use tally_coordinator::query::{parse_aggregates, parse_columns, parse_duration, parse_size};
 use tally_coordinator::stream::output::{NdjsonWriter, TimeFormat};
 use tally_coordinator::stream::reader::header_names;
 use tally_coordinator::stream::{
@@ -21,7 +19,7 @@ use tally_coordinator::stream::{
 use tally_coordinator::ErrorPolicy;
 use tally_protocol::{Aggregate, InputFormat, QuerySpec, RecordFormat};
 
-use crate::cli::{OnErrorArg, PoolArgs};
+use crate::cli::{delimiter_and_quote, OnErrorArg, PoolArgs};
 
 /// `tally stream` flags.
 #[derive(Args, Debug)]
@@ -175,14 +173,7 @@ fn default_columns(agg: &str, first: Option<&str>) -> Result<(Vec<Aggregate>, Ve
 
 impl StreamArgs {
     fn plan(&self, header: Option<Vec<String>>, name: &str) -> Result<Plan> {
-        let delimiter = parse_byte(&self.delimiter, "--delimiter")?;
-        let quote = match self.quote.as_str() {
-            "none" | "" => None,
-            q => Some(parse_byte(q, "--quote")?),
-        };
-        if quote == Some(delimiter) {
-            bail!("--quote and --delimiter cannot be the same byte");
-        }
+        let (delimiter, quote) = delimiter_and_quote(&self.delimiter, &self.quote)?;
         let group_by = match &self.by {
             Some(b) => parse_columns(b, "--by")?,
             None => Vec::new(),
@@ -345,11 +336,7 @@ pub fn run(args: &StreamArgs) -> Result<ExitCode> {
             .read_until(b'\n', &mut line)
             .context("reading the header line")?;
         first_line = 2;
-        let delimiter = parse_byte(&args.delimiter, "--delimiter")?;
-        let quote = match args.quote.as_str() {
-            "none" | "" => None,
-            q => Some(parse_byte(q, "--quote")?),
-        };
+        let (delimiter, quote) = delimiter_and_quote(&args.delimiter, &args.quote)?;
         Some(header_names(&line, delimiter, quote))
     } else {
         None
