@@ -177,7 +177,7 @@ impl<'c> Aggregator<'c> {
                 );
             }
         }
-        self.records += fast.records;
+        self.records += fast.records();
     }
 
     pub(crate) fn into_partial(self) -> Partial {

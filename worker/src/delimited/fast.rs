@@ -7,10 +7,13 @@
 //! fixed-point decimal, group" loop, and generic building blocks (memchr per
 //! field, a general hash map, a general number parser) cost several times
 //! more per record on short records. The techniques are the ones the fastest
-//! 1BRC entries use: a SWAR (8 bytes at a time) delimiter search, a
-//! branch-free parse of the value from one 8-byte word (after Quan Anh Mai),
-//! and an open-addressing table keyed by the borrowed key bytes with integer
-//! accumulators.
+//! 1BRC entries use: the key's end found in a 32-byte window with SSE2
+//! compares (a word-at-a-time SWAR fallback elsewhere), a branch-free parse
+//! of the value from one 8-byte word (after Quan Anh Mai), an
+//! open-addressing table whose entries hold the first 32 key bytes as four
+//! masked words (one cache line: most keys compare without touching the
+//! arena) and integer accumulators, and two halves of the chunk read in one
+//! loop so the processor overlaps their dependent loads.
 //!
 //! Every record that does not fit exactly (an empty key or value, another
 //! number form, CRLF, extra fields, a missing delimiter, the last bytes of
@@ -33,34 +36,6 @@ fn word_at(data: &[u8], at: usize) -> u64 {
         }
         None => 0,
     }
-}
-
-/// The first 16 bytes of a key of `len` bytes that starts with the words
-/// `w0`, `w1`, zero-padded.
-#[inline(always)]
-fn head_words(w0: u64, w1: u64, len: usize) -> [u64; 2] {
-    let bits = 8 * len.min(16) as u32;
-    let keep = u128::MAX.checked_shr(128 - bits).unwrap_or(0);
-    [w0 & keep as u64, w1 & (keep >> 64) as u64]
-}
-
-/// A multiply-fold hash of the head words, the length, and for long keys
-/// the last 8 bytes.
-#[inline(always)]
-fn hash_head(key: &[u8], head: [u64; 2]) -> u64 {
-    const K0: u64 = 0x243F_6A88_85A3_08D3;
-    const K1: u64 = 0x9E37_79B9_7F4A_7C15;
-    const K2: u64 = 0xD6E8_FEB8_6659_FD93;
-    let mut b = head[1] ^ K1;
-    if key.len() > 16 {
-        let mut last = [0u8; 8];
-        if let Some(t) = key.get(key.len() - 8..) {
-            last.copy_from_slice(t);
-        }
-        b ^= u64::from_le_bytes(last).rotate_left(29);
-    }
-    let p = u128::from(head[0] ^ K0 ^ (key.len() as u64).wrapping_mul(K2)) * u128::from(b);
-    (p as u64) ^ ((p >> 64) as u64)
 }
 
 /// Bytes of `w` equal to the byte repeated in `pattern`, as high bits; the
@@ -144,30 +119,71 @@ pub(crate) fn parse_tenths(word: u64) -> Option<(i64, usize)> {
     Some(((abs as i64 ^ signed) - signed, d + 3))
 }
 
-/// One group of the fast table: key bytes in the arena, integer sums of
-/// the values in tenths.
+/// Bytes of a key held in a table entry; longer keys also live in the
+/// arena and compare their rest there.
+const HEAD: usize = 32;
+
+/// `KEEP[len][i]`: the mask of the bytes of word `i` that belong to a key of
+/// `len` bytes (`len` ≤ [`HEAD`]).
+const KEEP: [[u64; 4]; HEAD + 1] = {
+    let mut t = [[0u64; 4]; HEAD + 1];
+    let mut len = 0;
+    while len <= HEAD {
+        let mut i = 0;
+        while i < 4 {
+            let left = len.saturating_sub(8 * i);
+            let bytes = if left > 8 { 8 } else { left };
+            t[len][i] = if bytes == 8 {
+                u64::MAX
+            } else {
+                (1u64 << (8 * bytes)) - 1
+            };
+            i += 1;
+        }
+        len += 1;
+    }
+    t
+};
+
+/// A multiply-fold hash of a key's first 32 bytes (zero-padded) and its
+/// length.
+#[inline(always)]
+fn hash_head(head: &[u64; 4], len: usize) -> u64 {
+    const K0: u64 = 0x243F_6A88_85A3_08D3;
+    const K1: u64 = 0x9E37_79B9_7F4A_7C15;
+    const K2: u64 = 0xD6E8_FEB8_6659_FD93;
+    let a = head[0] ^ head[2].rotate_left(23) ^ K0;
+    let b = head[1] ^ head[3].rotate_left(41) ^ K1 ^ (len as u64).wrapping_mul(K2);
+    let p = u128::from(a) * u128::from(b);
+    (p as u64) ^ ((p >> 64) as u64)
+}
+
+/// One group of the fast table. One cache line, so a lookup touches one
+/// line: the key's first 32 bytes (zero-padded, most keys entire), its
+/// length, and integer sums of the values in tenths.
+#[repr(C, align(64))]
 struct Entry {
-    hash: u64,
-    /// The key's first 16 bytes, zero-padded: most keys compare in two
-    /// word comparisons.
-    head: [u64; 2],
-    key_start: usize,
-    key_len: usize,
+    head: [u64; 4],
+    key_len: u32,
+    min: i16,
+    max: i16,
     count: u64,
     sum: i64,
     sum_sq: i64,
-    min: i64,
-    max: i64,
 }
 
 /// An open-addressing table (linear probing, power-of-two size, at most
-/// half full) of [`Entry`]s.
+/// half full) of indices into [`Entry`]s: the slots stay small enough for
+/// the nearer caches with thousands of groups.
 pub(crate) struct FastTable {
     slots: Vec<u32>,
     entries: Vec<Entry>,
+    /// Per entry: its hash (for growing) and where its key starts in the
+    /// arena.
+    places: Vec<(u64, usize)>,
     arena: Vec<u8>,
-    /// Records added.
-    pub(crate) records: u64,
+    /// Whether the query needs sums of squares (variance).
+    squares: bool,
 }
 
 /// A merged group: key bytes, count, sum, sum of squares, min, max (tenths).
@@ -180,63 +196,99 @@ pub(crate) struct FastGroup<'a> {
     pub(crate) max: i64,
 }
 
+/// Whether `a` and `b`, of the same length above [`HEAD`] bytes, agree
+/// after their first [`HEAD`] bytes, compared a word at a time.
+fn tail_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.get(HEAD..) == b.get(HEAD..)
+}
+
 impl FastTable {
-    pub(crate) fn new() -> Self {
+    /// An empty table; `squares`: keep sums of squares.
+    pub(crate) fn new(squares: bool) -> Self {
         FastTable {
             slots: vec![0; 1024],
             entries: Vec::new(),
+            places: Vec::new(),
             arena: Vec::new(),
-            records: 0,
+            squares,
         }
     }
 
+    /// Records added.
+    pub(crate) fn records(&self) -> u64 {
+        self.entries.iter().map(|e| e.count).sum()
+    }
+
+    /// Adds `value` (tenths, within ±999) to the group of `key`, whose
+    /// first [`HEAD`] bytes, zero-padded, are `head`. `SQUARES` is
+    /// `self.squares`, as a constant.
     #[inline(always)]
-    fn add(&mut self, key: &[u8], head: [u64; 2], value: i64) {
-        let hash = hash_head(key, head);
+    fn add<const SQUARES: bool>(&mut self, key: &[u8], head: [u64; 4], value: i64) {
+        let mut hash = hash_head(&head, key.len());
+        if key.len() > HEAD {
+            // Long keys that share their head still spread over the table.
+            hash ^= word_at(key, key.len() - 8).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
         let mask = self.slots.len() - 1;
         let mut i = (hash as usize) & mask;
+        let len = key.len() as u64;
         loop {
-            let slot = self.slots.get(i).copied().unwrap_or(0);
+            // SAFETY: `slots.len()` is a power of two, so `i & mask` is in
+            // bounds; a non-zero slot holds an entry's index plus one (set
+            // by `insert` and `grow` only).
+            let slot = unsafe { *self.slots.get_unchecked(i) } as usize;
             if slot == 0 {
                 self.insert(i, hash, key, head, value);
                 return;
             }
-            let idx = slot as usize - 1;
-            if let Some(e) = self.entries.get_mut(idx) {
-                if e.head == head
-                    && e.key_len == key.len()
-                    && (key.len() <= 16
-                        || self.arena.get(e.key_start..e.key_start + e.key_len) == Some(key))
-                {
-                    e.count += 1;
-                    e.sum += value;
+            // SAFETY: see above; entries are never removed.
+            let e = unsafe { self.entries.get_unchecked_mut(slot - 1) };
+            let differ = (e.head[0] ^ head[0])
+                | (e.head[1] ^ head[1])
+                | (e.head[2] ^ head[2])
+                | (e.head[3] ^ head[3])
+                | (u64::from(e.key_len) ^ len);
+            if differ == 0
+                && (key.len() <= HEAD
+                    || self
+                        .places
+                        .get(slot - 1)
+                        .and_then(|&(_, at)| self.arena.get(at..at + key.len()))
+                        .is_some_and(|stored| tail_eq(key, stored)))
+            {
+                // Values in tenths are within ±999: the narrowing is exact.
+                let v = value as i16;
+                e.count += 1;
+                e.sum += value;
+                if SQUARES {
                     e.sum_sq += value * value;
-                    e.min = e.min.min(value);
-                    e.max = e.max.max(value);
-                    self.records += 1;
-                    return;
                 }
+                e.min = e.min.min(v);
+                e.max = e.max.max(v);
+                return;
             }
             i = (i + 1) & mask;
         }
     }
 
     #[cold]
-    fn insert(&mut self, slot: usize, hash: u64, key: &[u8], head: [u64; 2], value: i64) {
+    fn insert(&mut self, slot: usize, hash: u64, key: &[u8], head: [u64; 4], value: i64) {
         let idx = self.entries.len();
+        // A key longer than u32::MAX bytes cannot be in a chunk that fits
+        // in memory; saturating keeps such a key apart from shorter ones.
+        let key_len = u32::try_from(key.len()).unwrap_or(u32::MAX);
+        let v = value as i16;
         self.entries.push(Entry {
-            hash,
             head,
-            key_start: self.arena.len(),
-            key_len: key.len(),
+            key_len,
+            min: v,
+            max: v,
             count: 1,
             sum: value,
-            sum_sq: value * value,
-            min: value,
-            max: value,
+            sum_sq: if self.squares { value * value } else { 0 },
         });
+        self.places.push((hash, self.arena.len()));
         self.arena.extend_from_slice(key);
-        self.records += 1;
         match u32::try_from(idx + 1) {
             Ok(v) => {
                 if let Some(s) = self.slots.get_mut(slot) {
@@ -254,8 +306,8 @@ impl FastTable {
         let size = self.slots.len() * 2;
         let mask = size - 1;
         let mut slots = vec![0u32; size];
-        for (idx, e) in self.entries.iter().enumerate() {
-            let mut i = (e.hash as usize) & mask;
+        for (idx, &(hash, _)) in self.places.iter().enumerate() {
+            let mut i = (hash as usize) & mask;
             while slots.get(i).is_some_and(|&s| s != 0) {
                 i = (i + 1) & mask;
             }
@@ -268,17 +320,20 @@ impl FastTable {
 
     /// The groups, in insertion order.
     pub(crate) fn groups(&self) -> impl Iterator<Item = FastGroup<'_>> {
-        self.entries.iter().map(|e| FastGroup {
-            key: self
-                .arena
-                .get(e.key_start..e.key_start + e.key_len)
-                .unwrap_or_default(),
-            count: e.count,
-            sum: e.sum,
-            sum_sq: e.sum_sq,
-            min: e.min,
-            max: e.max,
-        })
+        self.entries
+            .iter()
+            .zip(&self.places)
+            .map(|(e, &(_, at))| FastGroup {
+                key: self
+                    .arena
+                    .get(at..at + e.key_len as usize)
+                    .unwrap_or_default(),
+                count: e.count,
+                sum: e.sum,
+                sum_sq: e.sum_sq,
+                min: i64::from(e.min),
+                max: i64::from(e.max),
+            })
     }
 }
 
@@ -298,13 +353,210 @@ pub(crate) enum Scan {
     Quoted,
 }
 
+/// Bytes a fast record may read past its start without a bounds check:
+/// a [`HEAD`]-byte window of key, the value word after a delimiter in it.
+const FAST_READ: usize = HEAD + 16;
+
+/// The bytes that end a fast key: the delimiter, a newline, a quote.
+struct Patterns {
+    delimiter: u8,
+    newline: u8,
+    /// The quote byte, or the newline again when there is none.
+    quote: u8,
+    /// The three bytes, each repeated across a vector.
+    #[cfg(target_arch = "x86_64")]
+    vectors: [std::arch::x86_64::__m128i; 3],
+}
+
+impl Patterns {
+    fn new(delimiter: u8, quote: Option<u8>) -> Self {
+        let (newline, quote) = (b'\n', quote.unwrap_or(b'\n'));
+        Patterns {
+            delimiter,
+            newline,
+            quote,
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: SSE2 is part of the x86-64 baseline.
+            vectors: unsafe {
+                use std::arch::x86_64::_mm_set1_epi8;
+                [
+                    _mm_set1_epi8(delimiter as i8),
+                    _mm_set1_epi8(newline as i8),
+                    _mm_set1_epi8(quote as i8),
+                ]
+            },
+        }
+    }
+
+    /// A bit per byte of `data[at..at + 32]`, set where the byte ends a
+    /// fast key. SSE2 (part of every x86-64) compares 16 bytes at once.
+    ///
+    /// # Safety
+    /// `at + 32 <= data.len()`.
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn stops(&self, data: &[u8], at: usize) -> u32 {
+        use std::arch::x86_64::{
+            __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128,
+        };
+        let [d, n, q] = self.vectors;
+        // SAFETY: SSE2 is part of the x86-64 baseline, so its intrinsics
+        // run on every processor this code is built for; the caller
+        // guarantees 32 readable bytes at `at`, and `loadu` has no
+        // alignment requirement.
+        unsafe {
+            let p = data.as_ptr().add(at).cast::<__m128i>();
+            let (lo, hi) = (_mm_loadu_si128(p), _mm_loadu_si128(p.add(1)));
+            let hits = |v: __m128i| {
+                _mm_or_si128(
+                    _mm_or_si128(_mm_cmpeq_epi8(v, d), _mm_cmpeq_epi8(v, n)),
+                    _mm_cmpeq_epi8(v, q),
+                )
+            };
+            let lo_bits = _mm_movemask_epi8(hits(lo)) as u32 & 0xFFFF;
+            let hi_bits = _mm_movemask_epi8(hits(hi)) as u32 & 0xFFFF;
+            lo_bits | (hi_bits << 16)
+        }
+    }
+
+    /// [`Patterns::stops`] a word at a time, for other processors.
+    ///
+    /// # Safety
+    /// `at + 32 <= data.len()`.
+    #[cfg(not(target_arch = "x86_64"))]
+    #[inline(always)]
+    unsafe fn stops(&self, data: &[u8], at: usize) -> u32 {
+        let (d, n, q) = (
+            LO * u64::from(self.delimiter),
+            LO * u64::from(self.newline),
+            LO * u64::from(self.quote),
+        );
+        let mut bits = 0u32;
+        for i in 0..4 {
+            // SAFETY: at + 8 * i + 8 <= at + 32 <= data.len().
+            let w = unsafe { load(data, at + 8 * i) };
+            let hits = matches(w, d) | matches(w, n) | matches(w, q);
+            // The high bit of each byte, gathered into the top byte. Only
+            // the lowest hit is exact (see `matches`), the one we use.
+            let byte_bits = ((hits >> 7).wrapping_mul(0x0102_0408_1020_4080) >> 56) as u32;
+            bits |= byte_bits << (8 * i);
+        }
+        bits
+    }
+}
+
+/// Reads 8 bytes at `at`, little-endian, without a bounds check.
+///
+/// # Safety
+/// `at + 8 <= data.len()`.
+#[inline(always)]
+unsafe fn load(data: &[u8], at: usize) -> u64 {
+    // SAFETY: the caller guarantees the 8 bytes are inside `data`; the read
+    // is unaligned.
+    let bytes = unsafe { data.as_ptr().add(at).cast::<[u8; 8]>().read_unaligned() };
+    u64::from_le_bytes(bytes)
+}
+
+/// The first [`HEAD`] bytes at `pos` as four words, masked to a key of
+/// `len` bytes.
+///
+/// # Safety
+/// `pos + HEAD <= data.len()` and `len <= HEAD`.
+#[inline(always)]
+unsafe fn head_at(data: &[u8], pos: usize, len: usize) -> [u64; 4] {
+    // SAFETY: the caller guarantees `len <= HEAD`, and the four words end
+    // at pos + HEAD <= data.len().
+    unsafe {
+        let keep = KEEP.get_unchecked(len);
+        [
+            load(data, pos) & keep[0],
+            load(data, pos + 8) & keep[1],
+            load(data, pos + 16) & keep[2],
+            load(data, pos + 24) & keep[3],
+        ]
+    }
+}
+
+/// Adds the record at `pos` to `table` when it has the fast shape and
+/// returns where the next record starts; `None` (with `table` untouched)
+/// for any other record.
+#[inline(always)]
+fn fast_record<const SQUARES: bool>(
+    data: &[u8],
+    pos: usize,
+    pat: &Patterns,
+    table: &mut FastTable,
+) -> Option<usize> {
+    if pos + FAST_READ > data.len() {
+        return None;
+    }
+    // SAFETY: pos + 32 <= pos + FAST_READ <= data.len().
+    let stops = unsafe { pat.stops(data, pos) };
+    if stops == 0 {
+        return long_record::<SQUARES>(data, pos, pat, table);
+    }
+    let len = stops.trailing_zeros() as usize;
+    let p = pos + len;
+    // SAFETY (this block and the next): len < 32, so p < pos + 32 and
+    // p + 9 <= pos + FAST_READ <= data.len().
+    if len == 0 || unsafe { *data.get_unchecked(p) } != pat.delimiter {
+        return None;
+    }
+    let (value, used) = parse_tenths(unsafe { load(data, p + 1) })?;
+    let (head, key) = unsafe { (head_at(data, pos, len), data.get_unchecked(pos..p)) };
+    table.add::<SQUARES>(key, head, value);
+    Some(p + 1 + used)
+}
+
+/// [`fast_record`] for a key of more than 32 bytes.
+#[inline(never)]
+fn long_record<const SQUARES: bool>(
+    data: &[u8],
+    pos: usize,
+    pat: &Patterns,
+    table: &mut FastTable,
+) -> Option<usize> {
+    let rest = data.get(pos + HEAD..).unwrap_or_default();
+    let found = rest
+        .iter()
+        .position(|&b| b == pat.delimiter || b == pat.newline || b == pat.quote)?;
+    let p = pos + HEAD + found;
+    if data.get(p) != Some(&pat.delimiter) || p + 9 > data.len() {
+        return None;
+    }
+    let (value, used) = parse_tenths(word_at(data, p + 1))?;
+    // SAFETY: pos + HEAD <= p < data.len().
+    let head = unsafe { head_at(data, pos, HEAD) };
+    table.add::<SQUARES>(data.get(pos..p).unwrap_or_default(), head, value);
+    Some(p + 1 + used)
+}
+
+/// Where a range `[first, end)` of records splits in two for the
+/// interleaved loop: the start of the first record after its middle, or
+/// `end` when the range is too short to be worth it.
+fn split_point(data: &[u8], first: usize, end: usize) -> usize {
+    const MIN_SPLIT: usize = 1 << 16;
+    if end - first < MIN_SPLIT {
+        return end;
+    }
+    let middle = first + (end - first) / 2;
+    memchr(b'\n', data.get(middle..end).unwrap_or_default()).map_or(end, |i| middle + i + 1)
+}
+
 /// Aggregates the records starting in `[first, end)` of `data`: those of the
 /// fast shape into `table`, each other one through `general(pos)`, which
 /// handles the single record (or blank line) at `pos` and returns where the
 /// next one starts. With `quote`, stops at the first record that holds a
 /// quote byte (the fast shape cannot: its key is searched word by word for
 /// it, its value is digits).
-#[inline(never)]
+///
+/// The range is read as two halves in one loop, a record of each in turn:
+/// the two chains of dependent loads (find the delimiter, parse the value,
+/// find the next record) overlap in the processor instead of waiting on
+/// each other. At the first record of either half that is not of the fast
+/// shape, the loop hands over to a record-by-record pass of the first half
+/// and then of the second, so records of the general path are still added
+/// in file order (fast records sum exactly, in any order).
 pub(crate) fn scan<E>(
     data: &[u8],
     first: usize,
@@ -312,52 +564,67 @@ pub(crate) fn scan<E>(
     delimiter: u8,
     quote: Option<u8>,
     table: &mut FastTable,
+    general: impl FnMut(usize) -> Result<usize, E>,
+) -> Result<Scan, E> {
+    let pat = Patterns::new(delimiter, quote);
+    if table.squares {
+        scan_as::<true, E>(data, first, end, &pat, quote, table, general)
+    } else {
+        scan_as::<false, E>(data, first, end, &pat, quote, table, general)
+    }
+}
+
+/// [`scan`], with or without sums of squares.
+#[inline(never)]
+fn scan_as<const SQUARES: bool, E>(
+    data: &[u8],
+    first: usize,
+    end: usize,
+    pat: &Patterns,
+    quote: Option<u8>,
+    table: &mut FastTable,
     mut general: impl FnMut(usize) -> Result<usize, E>,
 ) -> Result<Scan, E> {
-    let delim = LO * u64::from(delimiter);
-    let newline = LO * u64::from(b'\n');
-    // A quote pattern that can match nothing when there is no quote byte:
-    // the newline pattern again.
-    let quotes = quote.map_or(newline, |q| LO * u64::from(q));
-    // 8-byte reads must stay inside the data: the last records of the
-    // mapping take the general path.
-    let safe_end = data.len().saturating_sub(24);
-    let mut pos = first;
-    while pos < end {
-        if pos < safe_end {
-            // The delimiter, unless a newline or a quote comes first: most
-            // keys are shorter than 16 bytes, so look at two words at once.
-            let (w0, w1) = (word_at(data, pos), word_at(data, pos + 8));
-            let hits = |w: u64| matches(w, delim) | matches(w, newline) | matches(w, quotes);
-            let both = u128::from(hits(w0)) | (u128::from(hits(w1)) << 64);
-            let found = if both != 0 {
-                Some(pos + (both.trailing_zeros() / 8) as usize)
-            } else {
-                let mut at = pos + 16;
-                loop {
-                    if at + 8 > safe_end {
-                        break None;
-                    }
-                    let h = hits(word_at(data, at));
-                    if h != 0 {
-                        break Some(at + (h.trailing_zeros() / 8) as usize);
-                    }
-                    at += 8;
-                }
+    let mid = split_point(data, first, end);
+    let (mut a, mut b) = (first, mid);
+    if mid < end {
+        while a < mid && b < end {
+            let Some(next) = fast_record::<SQUARES>(data, a, pat, table) else {
+                break;
             };
-            if let Some(p) = found {
-                let byte = data.get(p).copied();
-                if p > pos && byte == Some(delimiter) {
-                    if let Some((value, used)) = parse_tenths(word_at(data, p + 1)) {
-                        let key = data.get(pos..p).unwrap_or_default();
-                        table.add(key, head_words(w0, w1, p - pos), value);
-                        pos = p + 1 + used;
-                        continue;
-                    }
-                } else if byte.is_some() && byte == quote {
-                    return Ok(Scan::Quoted);
-                }
-            }
+            a = next;
+            let Some(next) = fast_record::<SQUARES>(data, b, pat, table) else {
+                break;
+            };
+            b = next;
+        }
+    }
+    let a_end = match one_by_one::<SQUARES, E>(data, a, mid, pat, quote, table, &mut general)? {
+        Scan::Done(stop) => stop,
+        Scan::Quoted => return Ok(Scan::Quoted),
+    };
+    if mid < end {
+        one_by_one::<SQUARES, E>(data, b, end, pat, quote, table, &mut general)
+    } else {
+        Ok(Scan::Done(a_end))
+    }
+}
+
+/// The record-by-record loop of [`scan`] over `[pos, end)`.
+#[inline(always)]
+fn one_by_one<const SQUARES: bool, E>(
+    data: &[u8],
+    mut pos: usize,
+    end: usize,
+    pat: &Patterns,
+    quote: Option<u8>,
+    table: &mut FastTable,
+    general: &mut impl FnMut(usize) -> Result<usize, E>,
+) -> Result<Scan, E> {
+    while pos < end {
+        if let Some(next) = fast_record::<SQUARES>(data, pos, pat, table) {
+            pos = next;
+            continue;
         }
         if let Some(q) = quote {
             let rest = data.get(pos..).unwrap_or_default();
@@ -379,6 +646,43 @@ mod tests {
         let mut w = [b'x'; 8];
         w[..s.len()].copy_from_slice(s);
         u64::from_le_bytes(w)
+    }
+
+    /// Thousands of keys that differ only in a trailing NUL, or only after
+    /// their first 32 bytes: with a table this full, probe chains run
+    /// through one another, so every part of the key comparison is needed.
+    #[test]
+    fn confusable_keys_stay_apart() {
+        let long = "L".repeat(40);
+        let mut keys = Vec::new();
+        for i in 0..1500 {
+            keys.push(format!("s{i}"));
+            keys.push(format!("s{i}\0"));
+            keys.push(format!("{long}{i:05}a"));
+            keys.push(format!("{long}{i:05}b"));
+        }
+        let mut data = Vec::new();
+        for (n, k) in keys.iter().enumerate() {
+            // Key n appears n % 3 + 1 times, with value n % 10 tenths.
+            for _ in 0..n % 3 + 1 {
+                data.extend_from_slice(format!("{k};0.{}\n", n % 10).as_bytes());
+            }
+        }
+        let end = data.len();
+        data.extend_from_slice(&[b'\n'; 64]);
+        let mut table = FastTable::new(true);
+        let scanned = scan(&data, 0, end, b';', Some(b'"'), &mut table, |pos| {
+            Err::<usize, _>(pos)
+        });
+        assert!(matches!(scanned, Ok(Scan::Done(e)) if e == end));
+        let groups: std::collections::HashMap<&[u8], (u64, i64)> =
+            table.groups().map(|g| (g.key, (g.count, g.sum))).collect();
+        assert_eq!(groups.len(), keys.len());
+        for (n, k) in keys.iter().enumerate() {
+            let times = (n % 3 + 1) as u64;
+            let want = (times, times as i64 * (n % 10) as i64);
+            assert_eq!(groups.get(k.as_bytes()), Some(&want), "{k:?}");
+        }
     }
 
     #[test]

@@ -348,7 +348,8 @@ fn read_records(
     let mut fast_table = None;
     let stop = match mode {
         Mode::Fast => {
-            let table = fast_table.insert(fast::FastTable::new());
+            let squares = squares.first().copied().unwrap_or(true);
+            let table = fast_table.insert(fast::FastTable::new(squares));
             let scanned = fast::scan(
                 data,
                 first,

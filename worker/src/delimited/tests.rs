@@ -526,24 +526,40 @@ fn fast_path_agrees_with_the_general_path_on_mixed_records() {
     // Mostly the fast shape (`key,d.d`), mixed with records that must take
     // the general path: other number forms, empty fields, CRLF, extra
     // fields, a missing value. The same data with quoted keys goes through
-    // csv-core, which never uses the fast path.
+    // csv-core, which never uses the fast path. Enough records (over
+    // 64 KiB) that the fast loop reads two halves interleaved; keys around
+    // the table's 16- and 32-byte word boundaries, keys that share their
+    // first 32 bytes, keys with NUL bytes (zero padding must not make
+    // `a\0` equal `a`).
+    let long = "L".repeat(32);
+    let keys = [
+        "Hamburg".to_string(),
+        "Zürich".to_string(),
+        "x".to_string(),
+        "a-much-longer-station-name-over-16".to_string(),
+        String::new(),
+        "k9".to_string(),
+        "sixteen-bytes-xx".to_string(),
+        "seventeen-bytes-x".to_string(),
+        "thirty-one-bytes-of-station-nam".to_string(),
+        "thirty-two-bytes-of-station-nam!".to_string(),
+        format!("{long}a"),
+        format!("{long}b"),
+        format!("{long}{long}tail"),
+        format!("{long}{long}tailx"),
+        "x\0".to_string(),
+        "x\0\0".to_string(),
+    ];
     for seed in 0..10u64 {
         let mut plain = Vec::new();
         let mut quoted = Vec::new();
         let mut state = seed + 7;
-        for _ in 0..3000 {
+        for _ in 0..20_000 {
             state = state
                 .wrapping_mul(6364136223846793005)
                 .wrapping_add(1442695040888963407);
             let r = (state >> 33) as usize;
-            let k = [
-                "Hamburg",
-                "Zürich",
-                "x",
-                "a-much-longer-station-name-over-16",
-                "",
-                "k9",
-            ][r % 6];
+            let k = &keys[r % keys.len()];
             let tenths = (r / 7 % 1999) as i64 - 999;
             let fast = format!(
                 "{}{}.{}",
@@ -566,7 +582,7 @@ fn fast_path_agrees_with_the_general_path_on_mixed_records() {
         let q = stats_query(Some(b'"'), false);
         let a = run_chunk(&q, &plain, 0, plain.len(), false).unwrap();
         let b = run_chunk(&q, &quoted, 0, quoted.len(), false).unwrap();
-        assert_eq!(a.counters.records, 3000);
+        assert_eq!(a.counters.records, 20_000);
         assert_eq!(a.counters.records, b.counters.records);
         assert_same(&sorted([a]), &sorted([b]), "fast vs csv-core");
         // And cut into chunks at arbitrary points.
