@@ -284,21 +284,33 @@ fn aggregate(
 
     // Plain path when no record the task scans holds a quote byte: the
     // records in `first..end`, and the tail of the last one.
-    let quotes = empty().counters.quotes;
     let tail_end =
         memchr(b'\n', data.get(end - 1..).unwrap_or_default()).map_or(data.len(), |i| end + i);
     let plain = match quote {
         None => true,
-        Some(q) => {
-            let known_clean = task.count_quotes && quotes == 0;
-            let checked = if known_clean { end } else { first };
-            memchr(q, data.get(checked..tail_end).unwrap_or_default()).is_none()
-        }
+        Some(q) => memchr(q, data.get(first..tail_end).unwrap_or_default()).is_none(),
     };
     let mode = if plain { Mode::Plain } else { Mode::Quoted };
     let mut output =
         read_records(query, squares, columns, task, first, end, mode)?.unwrap_or_default();
-    output.counters.quotes = quotes;
+    // The quotes of `start..end`, from those of the records read
+    // (`first..stop`, counted while reading them) rather than another pass
+    // over the chunk: add the bytes before the first record, take off the
+    // tail of the last one past `end`.
+    output.counters.quotes = match (quote, task.count_quotes) {
+        (Some(q), true) => {
+            let stop = first.saturating_add(output.counters.bytes as usize);
+            let before = count_byte(q, data.get(start..first).unwrap_or_default());
+            let read = output.counters.quotes;
+            if stop >= end {
+                (before + read)
+                    .saturating_sub(count_byte(q, data.get(end..stop).unwrap_or_default()))
+            } else {
+                before + read + count_byte(q, data.get(stop..end).unwrap_or_default())
+            }
+        }
+        _ => 0,
+    };
     Ok(output)
 }
 
@@ -372,6 +384,9 @@ fn read_records(
     }
     output.counters.records = aggregator.records;
     output.counters.bytes = stop.saturating_sub(first) as u64;
+    // Quote bytes in the records read (none in those of the fast and plain
+    // modes).
+    output.counters.quotes = splitter.quotes;
     output.counters.bad_records = bad_records;
     output.bad_samples = bad_samples;
     output.partial = aggregator.into_partial();

@@ -55,6 +55,10 @@ pub(crate) struct Splitter {
     spans: Vec<Span>,
     csv: Option<csv_core::Reader>,
     unquoted: Vec<u8>,
+    /// Quote bytes in the records [`Splitter::scan_quoted`] has read, line
+    /// ends included: the task's quote count comes from here instead of a
+    /// separate pass over the chunk.
+    pub(crate) quotes: u64,
 }
 
 impl Splitter {
@@ -74,6 +78,7 @@ impl Splitter {
             spans: Vec::with_capacity(wanted.min(1024)),
             csv,
             unquoted: Vec::new(),
+            quotes: 0,
         }
     }
 
@@ -153,6 +158,9 @@ impl Splitter {
             }
             let nl = next_record_end(data, pos, self.quote, false).unwrap_or(len);
             let mut record = data.get(pos..nl).unwrap_or_default();
+            if let Some(q) = self.quote {
+                self.quotes += memchr::memchr_iter(q, record).count() as u64;
+            }
             if let [rest @ .., b'\r'] = record {
                 record = rest;
             }
