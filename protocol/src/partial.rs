@@ -13,8 +13,6 @@
 //! other forms (`1e5`, more than 18 digits) and exact sums that would
 //! overflow go to the float part.
 
-use hashbrown::HashMap;
-
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
@@ -256,10 +254,53 @@ pub struct Partial {
 ///
 /// Merge partials in a fixed order (chunk order) and the result is the
 /// same bits whatever the worker count.
-#[derive(Debug, Default, Clone)]
+///
+/// Laid out for merging thousands of groups from every partial: each key
+/// is encoded once into one byte arena, and the per-group data lives in
+/// flat arrays (hash, rows, key span; the value states `stride` apiece), so
+/// a lookup touches a few cache lines instead of chasing a pointer per key
+/// part and per value list.
+#[derive(Debug, Clone, Default)]
 pub struct GroupTable {
-    index: HashMap<Vec<Option<ByteBuf>>, usize>,
-    groups: Vec<GroupState>,
+    /// Indices into `meta`, by key hash.
+    index: hashbrown::HashTable<u32>,
+    meta: Vec<GroupMeta>,
+    /// The encoded keys (see [`encode_key`]), back to back.
+    arena: Vec<u8>,
+    /// The value states, `stride` per group, in group order.
+    values: Vec<NumState>,
+    /// Value states per group: that of the first group merged.
+    stride: usize,
+    /// The keys as given, for the results.
+    keys: Vec<Vec<Option<ByteBuf>>>,
+    /// The key being looked up, encoded.
+    scratch: Vec<u8>,
+    hasher: hashbrown::DefaultHashBuilder,
+}
+
+/// Per group: its key's hash and place in the arena, and its row count.
+#[derive(Debug, Clone, Copy)]
+struct GroupMeta {
+    hash: u64,
+    key_start: usize,
+    key_len: usize,
+    rows: u64,
+}
+
+/// Encodes a key into `out`, unambiguously: per part a tag byte (0 null,
+/// 1 present), then for a present part its length (u64 LE) and bytes.
+fn encode_key(key: &[Option<ByteBuf>], out: &mut Vec<u8>) {
+    out.clear();
+    for part in key {
+        match part {
+            None => out.push(0),
+            Some(b) => {
+                out.push(1);
+                out.extend_from_slice(&(b.len() as u64).to_le_bytes());
+                out.extend_from_slice(b);
+            }
+        }
+    }
 }
 
 impl GroupTable {
@@ -277,42 +318,106 @@ impl GroupTable {
 
     /// Merges one group.
     pub fn merge_group(&mut self, g: GroupState) {
-        match self.index.get(&g.key) {
-            Some(&i) => self.groups[i].merge(&g),
-            None => {
-                self.index.insert(g.key.clone(), self.groups.len());
-                self.groups.push(g);
+        encode_key(&g.key, &mut self.scratch);
+        let hash = std::hash::BuildHasher::hash_one(&self.hasher, &self.scratch[..]);
+        let (meta, arena, scratch) = (&self.meta, &self.arena, &self.scratch);
+        let found = self.index.find(hash, |&i| {
+            meta.get(i as usize).is_some_and(|m| {
+                m.hash == hash && arena.get(m.key_start..m.key_start + m.key_len) == Some(scratch)
+            })
+        });
+        match found {
+            Some(&i) => {
+                let i = i as usize;
+                if let Some(m) = self.meta.get_mut(i) {
+                    m.rows += g.rows;
+                }
+                let base = i * self.stride;
+                if let Some(states) = self.values.get_mut(base..base + self.stride) {
+                    for (a, b) in states.iter_mut().zip(&g.values) {
+                        a.merge(b);
+                    }
+                }
             }
+            None => self.insert(hash, g),
         }
+    }
+
+    #[cold]
+    fn insert(&mut self, hash: u64, g: GroupState) {
+        if self.meta.is_empty() {
+            self.stride = g.values.len();
+        }
+        // A group with another number of states than the first (not sent
+        // by a correct worker) keeps the first `stride`, padded if short.
+        let mut states = g.values;
+        states.resize(self.stride, NumState::default());
+        self.values.extend(states);
+        let Ok(idx) = u32::try_from(self.meta.len()) else {
+            // More than 4 billion groups cannot be held in memory anyway.
+            return;
+        };
+        self.meta.push(GroupMeta {
+            hash,
+            key_start: self.arena.len(),
+            key_len: self.scratch.len(),
+            rows: g.rows,
+        });
+        self.arena.extend_from_slice(&self.scratch);
+        self.keys.push(g.key);
+        let meta = &self.meta;
+        self.index
+            .insert_unique(hash, idx, |&i| meta.get(i as usize).map_or(0, |m| m.hash));
     }
 
     /// Number of groups.
     pub fn len(&self) -> usize {
-        self.groups.len()
+        self.meta.len()
     }
 
-    /// Whether there are no groups.
+    /// Whether no group has been merged.
     pub fn is_empty(&self) -> bool {
-        self.groups.is_empty()
+        self.meta.is_empty()
     }
 
-    /// The groups, in order of first appearance.
-    pub fn groups(&self) -> &[GroupState] {
-        &self.groups
+    /// The groups, in the order first seen.
+    pub fn groups(&self) -> impl Iterator<Item = GroupState> + '_ {
+        self.meta.iter().enumerate().map(|(i, m)| {
+            let base = i * self.stride;
+            GroupState {
+                key: self.keys.get(i).cloned().unwrap_or_default(),
+                rows: m.rows,
+                values: self
+                    .values
+                    .get(base..base + self.stride)
+                    .unwrap_or_default()
+                    .to_vec(),
+            }
+        })
     }
 
-    /// The groups sorted by key (bytes, column by column; null first).
+    /// The groups sorted by key.
     pub fn into_sorted(self) -> Vec<GroupState> {
-        let mut groups = self.groups;
+        let mut groups = self.into_partial().groups;
         groups.sort_unstable_by(|a, b| a.key.cmp(&b.key));
         groups
     }
 
-    /// The merged table as one partial (unsorted).
+    /// The groups as a partial, in the order first seen.
     pub fn into_partial(self) -> Partial {
-        Partial {
-            groups: self.groups,
-        }
+        let stride = self.stride;
+        let mut values = self.values.into_iter();
+        let groups = self
+            .keys
+            .into_iter()
+            .zip(self.meta)
+            .map(|(key, m)| GroupState {
+                key,
+                rows: m.rows,
+                values: values.by_ref().take(stride).collect(),
+            })
+            .collect();
+        Partial { groups }
     }
 }
 

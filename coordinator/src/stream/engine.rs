@@ -605,7 +605,7 @@ fn emit_running(
 }
 
 fn sorted_clone(table: &GroupTable) -> Vec<GroupState> {
-    let mut groups = table.groups().to_vec();
+    let mut groups: Vec<GroupState> = table.groups().collect();
     groups.sort_unstable_by(|a, b| a.key.cmp(&b.key));
     groups
 }

@@ -224,7 +224,7 @@ impl WindowStore {
             } else if let Some(pane) = self.panes.get(&p) {
                 for t in pane.classes.iter().take(j as usize + 1) {
                     for g in t.groups() {
-                        table.merge_group(g.clone());
+                        table.merge_group(g);
                     }
                 }
             }

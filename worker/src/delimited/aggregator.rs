@@ -1,8 +1,10 @@
 //! One split record at a time into the group table: parse the values, find
 //! the group, accumulate. A record with a bad value changes nothing.
 
-use tally_protocol::Partial;
+use serde_bytes::ByteBuf;
+use tally_protocol::{GroupState, Partial};
 
+use super::accumulate::ValueAcc;
 use super::columns::Columns;
 use super::fast::FastTable;
 use super::number::{parse_number, trim_spaces, Number};
@@ -178,6 +180,39 @@ impl<'c> Aggregator<'c> {
             }
         }
         self.records += fast.records();
+    }
+
+    /// The groups of the fast path as a partial, with their record count,
+    /// when no record took the general path (else `None`): the same groups
+    /// as [`Aggregator::merge_fast`] then [`Aggregator::into_partial`]
+    /// give, without building the general table.
+    pub(crate) fn fast_partial(&self, fast: &FastTable) -> Option<(Partial, u64)> {
+        if self.records != 0 || self.columns.value_fields.len() != 1 {
+            return None;
+        }
+        let squares = self.squares.first().copied().unwrap_or(true);
+        let mut records = 0;
+        let groups = fast
+            .groups()
+            .map(|g| {
+                records += g.count;
+                let mut acc = ValueAcc::default();
+                acc.merge_exact(
+                    g.count,
+                    i128::from(g.sum),
+                    i128::from(g.sum_sq),
+                    1,
+                    g.min,
+                    g.max,
+                );
+                GroupState {
+                    key: vec![Some(ByteBuf::from(g.key.to_vec()))],
+                    rows: g.count,
+                    values: vec![acc.finish(squares)],
+                }
+            })
+            .collect();
+        Some((Partial { groups }, records))
     }
 
     pub(crate) fn into_partial(self) -> Partial {

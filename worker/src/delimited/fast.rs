@@ -214,6 +214,26 @@ impl FastTable {
         }
     }
 
+    /// Empties every group, keeping the keys: a task on a chunk of the
+    /// same file mostly meets the same keys, and finds them in place.
+    pub(crate) fn reset(&mut self) {
+        for e in &mut self.entries {
+            e.count = 0;
+            e.sum = 0;
+            e.sum_sq = 0;
+            e.min = i16::MAX;
+            e.max = i16::MIN;
+        }
+    }
+
+    /// Whether the table is small enough to keep for the next task: a file
+    /// with ever new keys would otherwise grow it without bound.
+    pub(crate) fn worth_keeping(&self) -> bool {
+        const MAX_KEPT_GROUPS: usize = 1 << 16;
+        const MAX_KEPT_KEY_BYTES: usize = 4 << 20;
+        self.entries.len() <= MAX_KEPT_GROUPS && self.arena.len() <= MAX_KEPT_KEY_BYTES
+    }
+
     /// Records added.
     pub(crate) fn records(&self) -> u64 {
         self.entries.iter().map(|e| e.count).sum()
@@ -318,11 +338,12 @@ impl FastTable {
         self.slots = slots;
     }
 
-    /// The groups, in insertion order.
+    /// The groups with records, in insertion order.
     pub(crate) fn groups(&self) -> impl Iterator<Item = FastGroup<'_>> {
         self.entries
             .iter()
             .zip(&self.places)
+            .filter(|(e, _)| e.count > 0)
             .map(|(e, &(_, at))| FastGroup {
                 key: self
                     .arena

@@ -77,6 +77,10 @@ struct Delimited {
     /// for files without a header.
     listed: Result<Arc<Columns>, TaskFailure>,
     files: FileCache,
+    /// The fast path's table, kept from task to task: the groups of one
+    /// chunk are mostly those of the next, so a task starts with its keys
+    /// in place instead of inserting them all again.
+    fast: Option<fast::FastTable>,
 }
 
 impl Delimited {
@@ -110,6 +114,7 @@ impl Delimited {
             query: query.clone(),
             listed,
             files: FileCache::default(),
+            fast: None,
         })
     }
 }
@@ -133,7 +138,7 @@ impl PreparedQuery for Delimited {
                     skip_header: false,
                     count_quotes: false,
                 };
-                aggregate(&self.query, &self.squares, &columns, &task)
+                aggregate(&self.query, &self.squares, &columns, &task, &mut self.fast)
             }
             Source::FileRange {
                 path,
@@ -182,7 +187,7 @@ impl PreparedQuery for Delimited {
                     skip_header: header,
                     count_quotes: true,
                 };
-                aggregate(&self.query, &self.squares, &columns, &task)
+                aggregate(&self.query, &self.squares, &columns, &task, &mut self.fast)
             }
         }
     }
@@ -238,6 +243,7 @@ fn aggregate(
     squares: &[bool],
     columns: &Columns,
     task: &Task<'_>,
+    fast_table: &mut Option<fast::FastTable>,
 ) -> Result<TaskOutput, TaskFailure> {
     let data = task.data;
     let quote = query.input.quote;
@@ -272,9 +278,16 @@ fn aggregate(
     let fast_shape =
         columns.key_fields == [0] && columns.value_fields == [1] && columns.wanted == 2;
     if fast_shape {
-        if let Some(mut output) =
-            read_records(query, squares, columns, task, first, end, Mode::Fast)?
-        {
+        if let Some(mut output) = read_records(
+            query,
+            squares,
+            columns,
+            task,
+            first,
+            end,
+            Mode::Fast,
+            fast_table,
+        )? {
             if let (Some(q), true) = (quote, task.count_quotes) {
                 output.counters.quotes = count_byte(q, data.get(start..first).unwrap_or_default());
             }
@@ -291,8 +304,8 @@ fn aggregate(
         Some(q) => memchr(q, data.get(first..tail_end).unwrap_or_default()).is_none(),
     };
     let mode = if plain { Mode::Plain } else { Mode::Quoted };
-    let mut output =
-        read_records(query, squares, columns, task, first, end, mode)?.unwrap_or_default();
+    let mut output = read_records(query, squares, columns, task, first, end, mode, fast_table)?
+        .unwrap_or_default();
     // The quotes of `start..end`, from those of the records read
     // (`first..stop`, counted while reading them) rather than another pass
     // over the chunk: add the bytes before the first record, take off the
@@ -316,6 +329,7 @@ fn aggregate(
 
 /// Reads the records starting in `first..end` in `mode`; `None` when the
 /// fast mode met a quote byte.
+#[allow(clippy::too_many_arguments)]
 fn read_records(
     query: &QuerySpec,
     squares: &[bool],
@@ -324,6 +338,7 @@ fn read_records(
     first: usize,
     end: usize,
     mode: Mode,
+    fast_slot: &mut Option<fast::FastTable>,
 ) -> Result<Option<TaskOutput>, TaskFailure> {
     let data = task.data;
     let quote = query.input.quote;
@@ -361,7 +376,11 @@ fn read_records(
     let stop = match mode {
         Mode::Fast => {
             let squares = squares.first().copied().unwrap_or(true);
-            let table = fast_table.insert(fast::FastTable::new(squares));
+            let mut table = fast_slot
+                .take()
+                .unwrap_or_else(|| fast::FastTable::new(squares));
+            table.reset();
+            let table = fast_table.insert(table);
             let scanned = fast::scan(
                 data,
                 first,
@@ -373,14 +392,29 @@ fn read_records(
             )?;
             match scanned {
                 fast::Scan::Done(stop) => stop,
-                fast::Scan::Quoted => return Ok(None),
+                fast::Scan::Quoted => {
+                    *fast_slot = fast_table;
+                    return Ok(None);
+                }
             }
         }
         Mode::Plain => splitter.scan_plain(data, first, end, &mut record)?,
         Mode::Quoted => splitter.scan_quoted(data, first, end, &mut record)?,
     };
-    if let Some(table) = &fast_table {
-        aggregator.merge_fast(table);
+    // The fast groups go straight into the partial when no record took the
+    // general path; otherwise both tables merge.
+    let direct = fast_table
+        .as_ref()
+        .and_then(|table| aggregator.fast_partial(table));
+    if direct.is_none() {
+        if let Some(table) = &fast_table {
+            aggregator.merge_fast(table);
+        }
+    }
+    if let Some(table) = fast_table {
+        if table.worth_keeping() {
+            *fast_slot = Some(table);
+        }
     }
     output.counters.records = aggregator.records;
     output.counters.bytes = stop.saturating_sub(first) as u64;
@@ -389,6 +423,12 @@ fn read_records(
     output.counters.quotes = splitter.quotes;
     output.counters.bad_records = bad_records;
     output.bad_samples = bad_samples;
-    output.partial = aggregator.into_partial();
+    output.partial = match direct {
+        Some((partial, records)) => {
+            output.counters.records = records;
+            partial
+        }
+        None => aggregator.into_partial(),
+    };
     Ok(Some(output))
 }

@@ -64,6 +64,19 @@ fn run_chunk(
     end: usize,
     siq: bool,
 ) -> Result<TaskOutput, TaskFailure> {
+    run_chunk_with(q, data, start, end, siq, &mut None)
+}
+
+/// [`run_chunk`] with the fast table `fast` left by earlier chunks, as a
+/// worker keeps it from task to task.
+fn run_chunk_with(
+    q: &QuerySpec,
+    data: &[u8],
+    start: usize,
+    end: usize,
+    siq: bool,
+    fast: &mut Option<super::fast::FastTable>,
+) -> Result<TaskOutput, TaskFailure> {
     let prepared = Delimited::new(q)?;
     let columns = if q.input.header {
         header_columns(q, data, "mem.csv")?
@@ -80,7 +93,7 @@ fn run_chunk(
         skip_header: q.input.header,
         count_quotes: true,
     };
-    aggregate(q, &prepared.squares, &columns, &task)
+    aggregate(q, &prepared.squares, &columns, &task, fast)
 }
 
 fn run_inline(q: &QuerySpec, data: &[u8], first_line: u64) -> Result<TaskOutput, TaskFailure> {
@@ -132,12 +145,13 @@ fn run_cut(q: &QuerySpec, data: &[u8], cuts: &[usize]) -> (Vec<GroupState>, Coun
     bounds.sort_unstable();
     let mut outputs = Vec::new();
     let mut total = Counters::default();
+    let mut fast = None;
     for w in bounds.windows(2) {
         let siq = match q.input.quote {
             Some(qb) => data[..w[0]].iter().filter(|&&b| b == qb).count() % 2 == 1,
             None => false,
         };
-        let o = run_chunk(q, data, w[0], w[1], siq).unwrap();
+        let o = run_chunk_with(q, data, w[0], w[1], siq, &mut fast).unwrap();
         assert_eq!(o.counters.start_in_quotes, siq);
         total.records += o.counters.records;
         total.bytes += o.counters.bytes;
