@@ -7,7 +7,7 @@ use tally_protocol::{GroupState, Partial};
 use super::accumulate::ValueAcc;
 use super::columns::Columns;
 use super::fast::FastTable;
-use super::number::{parse_number, trim_spaces, Number};
+use super::number::{parse_number_at, trim_spaces, Number};
 use super::scan::Span;
 use super::table::{encode_key, GroupTable, KeyShape};
 
@@ -119,16 +119,16 @@ impl<'c> Aggregator<'c> {
             .zip(self.parsed.iter_mut())
             .enumerate()
         {
-            let text = field(f);
-            *slot = if trim_spaces(text).is_empty() {
-                None
-            } else {
-                match parse_number(text) {
-                    Some(n) => Some(n),
-                    None => {
-                        let span = spans.get(f).copied().unwrap_or_default();
-                        return Err(BadRecord::NotANumber { value, span });
-                    }
+            let (a, b) = spans.get(f).copied().unwrap_or_default();
+            *slot = match parse_number_at(base, a, b) {
+                Some(n) => Some(n),
+                // An empty or blank field is a null.
+                None if trim_spaces(field(f)).is_empty() => None,
+                None => {
+                    return Err(BadRecord::NotANumber {
+                        value,
+                        span: (a, b),
+                    })
                 }
             };
         }

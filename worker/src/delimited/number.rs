@@ -31,6 +31,96 @@ const MAX_DIGITS: u32 = 18;
 /// ```
 #[inline]
 pub fn parse_number(field: &[u8]) -> Option<Number> {
+    parse_number_at(field, 0, field.len())
+}
+
+/// [`parse_number`] of the field `base[start..end]`. Fields of up to 8
+/// bytes in the plain form take a word-at-a-time path, read straight from
+/// `base` when it has 8 bytes at `start`.
+#[inline]
+pub(crate) fn parse_number_at(base: &[u8], start: usize, end: usize) -> Option<Number> {
+    let len = end.saturating_sub(start);
+    if (1..=8).contains(&len) {
+        let word = match base.get(start..start + 8) {
+            Some(b) => {
+                let mut w = [0u8; 8];
+                w.copy_from_slice(b);
+                u64::from_le_bytes(w) & low_bytes(len)
+            }
+            None => {
+                let mut w = [0u8; 8];
+                for (to, from) in w.iter_mut().zip(base.get(start..end).unwrap_or_default()) {
+                    *to = *from;
+                }
+                u64::from_le_bytes(w)
+            }
+        };
+        if let Some(n) = parse_short(word, len) {
+            return Some(n);
+        }
+    }
+    parse_loop(base.get(start..end).unwrap_or_default())
+}
+
+/// The mask of the low `n` bytes of a word (`n` ≤ 8).
+#[inline(always)]
+fn low_bytes(n: usize) -> u64 {
+    u64::MAX.checked_shr(64 - 8 * n as u32).unwrap_or(0)
+}
+
+/// `[+-]?digits[.digits]`, at least one digit, from the low `len` bytes
+/// of `word` (little-endian, higher bytes zero, `1 <= len <= 8`), without
+/// a loop: find and squeeze out the decimal point, check every byte is a
+/// digit, and combine eight digits with three multiplications (the
+/// well-known SWAR digit parse). `None` for anything else, which then
+/// takes the byte loop (spaces, exponents, errors).
+///
+/// Why hand-written: number-parsing crates (`lexical`, `fast-float`) give
+/// floats, and this parser's contract is an exact mantissa and scale.
+#[inline(always)]
+fn parse_short(word: u64, len: usize) -> Option<Number> {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let first = word as u8;
+    let signed = usize::from(first == b'-' || first == b'+');
+    let n = len - signed;
+    let w = word >> (8 * signed);
+    // Bytes equal to '.': the lowest hit is exact, a higher one can be
+    // false (after a real one), and two hits of either kind go to the loop.
+    let x = w ^ (LO * u64::from(b'.'));
+    let dots = x.wrapping_sub(LO) & !x & HI & low_bytes(n);
+    if dots & dots.wrapping_sub(1) != 0 {
+        return None;
+    }
+    let (digits, count, scale) = if dots == 0 {
+        (w, n, 0)
+    } else {
+        let at = (dots.trailing_zeros() / 8) as usize;
+        let below = low_bytes(at);
+        ((w & below) | ((w >> 8) & !below), n - 1, n - 1 - at)
+    };
+    if count == 0 {
+        return None;
+    }
+    let keep = low_bytes(count);
+    let d = (digits ^ (LO * 0x30)) & keep;
+    // Every kept byte 0..=9: adding 0x76 leaves its high bit clear only then.
+    if (d.wrapping_add((LO * 0x76) & keep) | d) & HI & keep != 0 {
+        return None;
+    }
+    let v = d << (8 * (8 - count));
+    let v = ((v & 0x0F0F_0F0F_0F0F_0F0F).wrapping_mul(2561)) >> 8;
+    let v = ((v & 0x00FF_00FF_00FF_00FF).wrapping_mul(6_553_601)) >> 16;
+    let v = ((v & 0x0000_FFFF_0000_FFFF).wrapping_mul(42_949_672_960_001)) >> 32;
+    let mantissa = v as i64;
+    Some(Number::Exact {
+        mantissa: if first == b'-' { -mantissa } else { mantissa },
+        scale: scale as u8,
+    })
+}
+
+/// The general form of [`parse_number`], a byte at a time.
+fn parse_loop(field: &[u8]) -> Option<Number> {
     let field = trim_spaces(field);
     let (negative, digits) = match field.split_first() {
         Some((b'-', rest)) => (true, rest),
@@ -156,6 +246,25 @@ mod tests {
                 None,
                 "{:?}",
                 String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    proptest::proptest! {
+        /// The word-at-a-time path agrees with the byte loop on every
+        /// short field over the characters that matter.
+        #[test]
+        fn short_path_agrees_with_the_loop(
+            field in proptest::collection::vec(
+                proptest::sample::select(b"0123456789.-+ e/x".to_vec()), 1..=10),
+            pad in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..10),
+        ) {
+            let mut base = field.clone();
+            base.extend_from_slice(&pad);
+            proptest::prop_assert_eq!(
+                parse_number_at(&base, 0, field.len()),
+                parse_loop(&field),
+                "{:?}", String::from_utf8_lossy(&field)
             );
         }
     }
