@@ -61,7 +61,10 @@ impl GroupTable {
         let (entries, arena) = (&self.entries, &self.arena);
         let found = self.index.find(hash, |&i| {
             let e = &entries[i];
-            e.hash == hash && arena.get(e.key_start..e.key_start + e.key_len) == Some(key)
+            e.hash == hash
+                && arena
+                    .get(e.key_start..e.key_start + e.key_len)
+                    .is_some_and(|stored| key_eq(stored, key))
         });
         match found {
             Some(&i) => i,
@@ -201,6 +204,20 @@ fn decode_key(mut bytes: &[u8]) -> Vec<Option<ByteBuf>> {
         bytes = rest;
     }
     key
+}
+
+/// Key equality without a `memcmp` call for short keys (most group keys
+/// are a few bytes, where the call costs more than the comparison).
+#[inline(always)]
+fn key_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    if a.len() <= 16 {
+        a.iter().zip(b).all(|(x, y)| x == y)
+    } else {
+        a == b
+    }
 }
 
 /// A cheap hash of short keys in the style of wyhash: keys up to 16 bytes
