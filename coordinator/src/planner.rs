@@ -3,6 +3,11 @@
 //! **Invariant:** chunk boundaries depend on the files and the chunk size
 //! only, never on the worker count; with partials merged in chunk order,
 //! output bytes do not depend on how many workers ran.
+//!
+//! The end of each file is cut finer: its last [`TAPER_CHUNKS`] chunk
+//! lengths go in pieces of 1/[`TAPER_PIECES`] of a chunk, so that the
+//! workers run out of work at nearly the same moment instead of all but
+//! one waiting for the last full chunk.
 
 use std::path::{Path, PathBuf};
 
@@ -25,9 +30,16 @@ pub struct Chunk {
     pub first_of_file: bool,
 }
 
+/// Chunk lengths at the end of each file that are cut finer.
+pub const TAPER_CHUNKS: u64 = 2;
+
+/// Pieces each of those chunk lengths is cut into.
+pub const TAPER_PIECES: u64 = 4;
+
 /// The chunks of all inputs, in order: files in the given order, each cut
-/// every `chunk_size` bytes. Every file gets at least one chunk, so an
-/// empty file still reaches a worker (which reports a missing header).
+/// every `chunk_size` bytes but for its end, cut finer (see the module
+/// documentation). Every file gets at least one chunk, so an empty file
+/// still reaches a worker (which reports a missing header).
 pub fn plan(inputs: &[PathBuf], chunk_size: u64) -> Result<Vec<Chunk>> {
     if chunk_size == 0 {
         return Err(Error::Usage("--chunk-size must be at least 1 byte".into()));
@@ -36,8 +48,14 @@ pub fn plan(inputs: &[PathBuf], chunk_size: u64) -> Result<Vec<Chunk>> {
     for input in inputs {
         let (path, len) = check_input(input)?;
         let mut start: u64 = 0;
+        let taper_from = len.saturating_sub(chunk_size.saturating_mul(TAPER_CHUNKS));
         loop {
-            let end = start.saturating_add(chunk_size).min(len);
+            let end = if start >= taper_from {
+                start.saturating_add((chunk_size / TAPER_PIECES).max(1))
+            } else {
+                start.saturating_add(chunk_size).min(taper_from)
+            }
+            .min(len);
             chunks.push(Chunk {
                 index: chunks.len(),
                 path: path.clone(),
@@ -99,15 +117,22 @@ mod tests {
             .iter()
             .map(|c| (c.start, c.end, c.first_of_file))
             .collect();
-        assert_eq!(
-            ranges,
-            vec![
-                (0, 10, true),
-                (10, 20, false),
-                (20, 25, false),
-                (0, 0, true)
-            ]
-        );
+        // Full chunks up to the last 2 chunk lengths (bytes 5..25), which
+        // go in quarters (2 bytes).
+        let mut want = vec![(0, 5, true)];
+        want.extend((5..25).step_by(2).map(|s| (s, (s + 2).min(25), false)));
+        want.push((0, 0, true));
+        assert_eq!(ranges, want);
+        let big = dir.join("big.txt");
+        std::fs::write(&big, vec![b'x'; 100]).unwrap();
+        let sizes: Vec<u64> = plan(&[big], 10)
+            .unwrap()
+            .iter()
+            .map(|c| c.end - c.start)
+            .collect();
+        let mut want = vec![10; 8];
+        want.extend([2, 2, 2, 2, 2, 2, 2, 2, 2, 2]);
+        assert_eq!(sizes, want);
         assert!(chunks.iter().enumerate().all(|(i, c)| c.index == i));
         std::fs::remove_dir_all(&dir).unwrap();
     }

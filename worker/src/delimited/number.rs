@@ -37,7 +37,7 @@ pub fn parse_number(field: &[u8]) -> Option<Number> {
 /// [`parse_number`] of the field `base[start..end]`. Fields of up to 8
 /// bytes in the plain form take a word-at-a-time path, read straight from
 /// `base` when it has 8 bytes at `start`.
-#[inline]
+#[inline(always)]
 pub(crate) fn parse_number_at(base: &[u8], start: usize, end: usize) -> Option<Number> {
     let len = end.saturating_sub(start);
     if (1..=8).contains(&len) {
@@ -120,6 +120,7 @@ fn parse_short(word: u64, len: usize) -> Option<Number> {
 }
 
 /// The general form of [`parse_number`], a byte at a time.
+#[inline(never)]
 fn parse_loop(field: &[u8]) -> Option<Number> {
     let field = trim_spaces(field);
     let (negative, digits) = match field.split_first() {
