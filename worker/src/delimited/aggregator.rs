@@ -162,21 +162,13 @@ impl<'c> Aggregator<'c> {
         Ok(())
     }
 
-    /// The groups.
     /// Folds in the groups of the fast path (one value column, in tenths).
     pub(crate) fn merge_fast(&mut self, fast: &FastTable) {
         for g in fast.groups() {
             let group = self.table.group(g.key);
             self.table.add_rows(group, g.count);
             if let Some(acc) = self.table.accs(group).first_mut() {
-                acc.merge_exact(
-                    g.count,
-                    i128::from(g.sum),
-                    i128::from(g.sum_sq),
-                    1,
-                    g.min,
-                    g.max,
-                );
+                g.merge_into(acc);
             }
         }
         self.records += fast.records();
@@ -197,14 +189,7 @@ impl<'c> Aggregator<'c> {
             .map(|g| {
                 records += g.count;
                 let mut acc = ValueAcc::default();
-                acc.merge_exact(
-                    g.count,
-                    i128::from(g.sum),
-                    i128::from(g.sum_sq),
-                    1,
-                    g.min,
-                    g.max,
-                );
+                g.merge_into(&mut acc);
                 GroupState {
                     key: vec![Some(ByteBuf::from(g.key.to_vec()))],
                     rows: g.count,

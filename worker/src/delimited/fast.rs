@@ -22,6 +22,8 @@
 
 use memchr::memchr;
 
+use super::accumulate::ValueAcc;
+
 const LO: u64 = 0x0101_0101_0101_0101;
 const HI: u64 = 0x8080_8080_8080_8080;
 
@@ -194,6 +196,20 @@ pub(crate) struct FastGroup<'a> {
     pub(crate) sum_sq: i64,
     pub(crate) min: i64,
     pub(crate) max: i64,
+}
+
+impl FastGroup<'_> {
+    /// Adds this group's values (tenths: scale 1) to `acc`.
+    pub(crate) fn merge_into(&self, acc: &mut ValueAcc) {
+        acc.merge_exact(
+            self.count,
+            i128::from(self.sum),
+            i128::from(self.sum_sq),
+            1,
+            self.min,
+            self.max,
+        );
+    }
 }
 
 /// Whether `a` and `b`, of the same length above [`HEAD`] bytes, agree
