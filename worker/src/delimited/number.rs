@@ -39,13 +39,14 @@ pub fn parse_number(field: &[u8]) -> Option<Number> {
 /// `base` when it has 8 bytes at `start`.
 #[inline(always)]
 pub(crate) fn parse_number_at(base: &[u8], start: usize, end: usize) -> Option<Number> {
-    let len = end.saturating_sub(start);
-    if (1..=8).contains(&len) {
+    let len = end.wrapping_sub(start);
+    if len.wrapping_sub(1) < 8 {
         let word = match base.get(start..start + 8) {
             Some(b) => {
                 let mut w = [0u8; 8];
                 w.copy_from_slice(b);
-                u64::from_le_bytes(w) & low_bytes(len)
+                // len is 1..=8: a shift of 0..=56.
+                u64::from_le_bytes(w) & (u64::MAX >> (64 - 8 * len))
             }
             None => {
                 let mut w = [0u8; 8];
@@ -70,10 +71,11 @@ fn low_bytes(n: usize) -> u64 {
 
 /// `[+-]?digits[.digits]`, at least one digit, from the low `len` bytes
 /// of `word` (little-endian, higher bytes zero, `1 <= len <= 8`), without
-/// a loop: find and squeeze out the decimal point, check every byte is a
-/// digit, and combine eight digits with three multiplications (the
-/// well-known SWAR digit parse). `None` for anything else, which then
-/// takes the byte loop (spaces, exponents, errors).
+/// a loop: one test finds the bytes that are not digits (none, or one
+/// decimal point, is the plain form), the point is squeezed out, and eight
+/// digits combine with three multiplications (the well-known SWAR digit
+/// parse). `None` for anything else, which then takes the byte loop
+/// (spaces, exponents, errors).
 ///
 /// Why hand-written: number-parsing crates (`lexical`, `fast-float`) give
 /// floats, and this parser's contract is an exact mantissa and scale.
@@ -84,31 +86,28 @@ fn parse_short(word: u64, len: usize) -> Option<Number> {
     let first = word as u8;
     let signed = usize::from(first == b'-' || first == b'+');
     let n = len - signed;
-    let w = word >> (8 * signed);
-    // Bytes equal to '.': the lowest hit is exact, a higher one can be
-    // false (after a real one), and two hits of either kind go to the loop.
-    let x = w ^ (LO * u64::from(b'.'));
-    let dots = x.wrapping_sub(LO) & !x & HI & low_bytes(n);
-    if dots & dots.wrapping_sub(1) != 0 {
-        return None;
-    }
-    let (digits, count, scale) = if dots == 0 {
-        (w, n, 0)
+    let field = low_bytes(n);
+    // Digits become 0..=9; a byte is one exactly when adding 0x76 leaves
+    // its high bit clear (and its own is clear). A carry out of a byte can
+    // only make the next byte look like a non-digit: the loop then decides.
+    let x = (word >> (8 * signed)) ^ (LO * 0x30);
+    let other = (x.wrapping_add(LO * 0x76) | x) & HI & field;
+    let (digits, count, scale) = if other == 0 {
+        (x & field, n, 0)
     } else {
-        let at = (dots.trailing_zeros() / 8) as usize;
+        // One non-digit, the decimal point ('.' ^ 0x30 = 0x1E).
+        let at = (other.trailing_zeros() / 8) as usize;
+        if other & other.wrapping_sub(1) != 0 || (x >> (8 * at)) as u8 != 0x1E {
+            return None;
+        }
         let below = low_bytes(at);
-        ((w & below) | ((w >> 8) & !below), n - 1, n - 1 - at)
+        let squeezed = (x & below) | ((x >> 8) & !below);
+        (squeezed & low_bytes(n - 1), n - 1, n - 1 - at)
     };
     if count == 0 {
         return None;
     }
-    let keep = low_bytes(count);
-    let d = (digits ^ (LO * 0x30)) & keep;
-    // Every kept byte 0..=9: adding 0x76 leaves its high bit clear only then.
-    if (d.wrapping_add((LO * 0x76) & keep) | d) & HI & keep != 0 {
-        return None;
-    }
-    let v = d << (8 * (8 - count));
+    let v = digits << (8 * (8 - count));
     let v = ((v & 0x0F0F_0F0F_0F0F_0F0F).wrapping_mul(2561)) >> 8;
     let v = ((v & 0x00FF_00FF_00FF_00FF).wrapping_mul(6_553_601)) >> 16;
     let v = ((v & 0x0000_FFFF_0000_FFFF).wrapping_mul(42_949_672_960_001)) >> 32;
