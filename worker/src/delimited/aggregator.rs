@@ -134,14 +134,10 @@ impl<'c> Aggregator<'c> {
         }
         let group = match columns.key_fields.as_slice() {
             [] => self.table.group(&[]),
-            [k] => {
-                let key = field(*k);
-                if key.is_empty() {
-                    self.table.null_group()
-                } else {
-                    self.table.group(key)
-                }
-            }
+            [k] => match spans.get(*k) {
+                Some(&(a, b)) if b > a => self.table.group_at(base, a, b),
+                _ => self.table.null_group(),
+            },
             keys => {
                 self.key.clear();
                 for &k in keys {

@@ -38,7 +38,24 @@ pub(crate) struct GroupTable {
     accs: Vec<ValueAcc>,
     /// The group of the null key, for [`KeyShape::Single`].
     null_group: Option<usize>,
+    /// A direct-mapped cache in front of `index` for keys of 1 to 8 bytes
+    /// (country codes, status codes, short names): one load and one
+    /// comparison instead of a probe, a slot and an entry, each waiting on
+    /// the one before.
+    short: Vec<ShortSlot>,
 }
+
+/// A [`GroupTable::short`] slot: a key of up to 8 bytes as a zero-padded
+/// word, its length (0: empty slot), its group.
+#[derive(Clone, Copy, Default)]
+struct ShortSlot {
+    word: u64,
+    len: u32,
+    group: u32,
+}
+
+/// Slots of the short-key cache.
+const SHORT_SLOTS: usize = 256;
 
 impl GroupTable {
     /// An empty table whose groups have `values` value columns.
@@ -51,7 +68,38 @@ impl GroupTable {
             arena: Vec::new(),
             accs: Vec::new(),
             null_group: None,
+            short: vec![ShortSlot::default(); SHORT_SLOTS],
         }
+    }
+
+    /// The group of the key `base[start..end]` (not empty), created if new:
+    /// [`GroupTable::group`], through the short-key cache when the key has
+    /// at most 8 bytes and `base` has 8 bytes at `start`.
+    #[inline]
+    pub(crate) fn group_at(&mut self, base: &[u8], start: usize, end: usize) -> usize {
+        let len = end.saturating_sub(start);
+        let Some(bytes) = base
+            .get(start..start + 8)
+            .filter(|_| (1..=8).contains(&len))
+        else {
+            return self.group(base.get(start..end).unwrap_or_default());
+        };
+        let word = read_u64(bytes) & (u64::MAX >> (64 - 8 * len));
+        let at = (word.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56) as usize % SHORT_SLOTS;
+        if let Some(slot) = self.short.get(at) {
+            if slot.word == word && slot.len as usize == len {
+                return slot.group as usize;
+            }
+        }
+        let group = self.group(bytes.get(..len).unwrap_or_default());
+        if let (Some(slot), Ok(g)) = (self.short.get_mut(at), u32::try_from(group)) {
+            *slot = ShortSlot {
+                word,
+                len: len as u32,
+                group: g,
+            };
+        }
+        group
     }
 
     /// The group of `key`, created if new.
@@ -291,6 +339,38 @@ fn read_u32(bytes: &[u8]) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Thousands of short keys through the short-key cache (so its slots
+    /// are taken over again and again), keys that differ only by a
+    /// trailing NUL, keys near the end of the buffer: each always gets the
+    /// group that `group` gives it, and distinct keys distinct groups.
+    #[test]
+    fn short_key_cache_agrees_with_the_index() {
+        let mut keys: Vec<Vec<u8>> = Vec::new();
+        for i in 0..3000u32 {
+            let k = format!("{:x}", i.wrapping_mul(2_654_435_761) % 100_000_000);
+            keys.push(k.clone().into_bytes());
+            keys.push(format!("{k}\0").into_bytes());
+        }
+        let mut base = Vec::new();
+        let mut spans = Vec::new();
+        for round in 0..3 {
+            for (i, k) in keys.iter().enumerate() {
+                if (i + round) % 3 != 0 {
+                    spans.push((base.len(), base.len() + k.len(), i));
+                    base.extend_from_slice(k);
+                }
+            }
+        }
+        let mut t = GroupTable::new(KeyShape::Single, 1);
+        let mut seen = std::collections::HashMap::new();
+        for &(a, b, i) in &spans {
+            let g = t.group_at(&base, a, b);
+            assert_eq!(*seen.entry(i).or_insert(g), g, "key {i}");
+            assert_eq!(t.group(&keys[i]), g);
+        }
+        assert_eq!(t.len(), keys.len());
+    }
 
     #[test]
     fn groups_by_bytes() {
