@@ -95,9 +95,17 @@ fn events_query() -> QuerySpec {
     let mut q = query();
     q.input.delimiter = b',';
     q.input.quote = Some(b'"');
-    q.input.columns = ["ts", "user", "country", "status", "latency_ms", "bytes", "path"]
-        .map(String::from)
-        .to_vec();
+    q.input.columns = [
+        "ts",
+        "user",
+        "country",
+        "status",
+        "latency_ms",
+        "bytes",
+        "path",
+    ]
+    .map(String::from)
+    .to_vec();
     q.group_by = vec!["country".into()];
     q.aggregates = vec![
         Aggregate {
@@ -134,8 +142,16 @@ fn kernel(c: &mut Criterion) {
     };
     let cases = [
         ("1brc", measurements(413), with_quote(None)),
-        ("1brc-quote-check", measurements(413), with_quote(Some(b'"'))),
-        ("1brc-10k-keys", measurements(10_000), with_quote(Some(b'"'))),
+        (
+            "1brc-quote-check",
+            measurements(413),
+            with_quote(Some(b'"')),
+        ),
+        (
+            "1brc-10k-keys",
+            measurements(10_000),
+            with_quote(Some(b'"')),
+        ),
         ("events-csv", events(), events_query()),
     ];
     for (name, data, q) in cases {
