@@ -101,7 +101,7 @@ impl<'c> Aggregator<'c> {
     }
 
     /// Adds one record whose fields are `base[spans[i]]`.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn add(&mut self, base: &[u8], spans: &[Span]) -> Result<(), BadRecord> {
         let columns = self.columns;
         if spans.len() < columns.wanted {
