@@ -106,6 +106,11 @@ fn drain<R: Read + Send + 'static>(mut r: R) -> JoinHandle<Vec<u8>> {
     })
 }
 
+/// What a [`drain`] thread read, once it has finished (nothing if none ran).
+fn collected(reader: Option<JoinHandle<Vec<u8>>>) -> Vec<u8> {
+    reader.map(|h| h.join().unwrap()).unwrap_or_default()
+}
+
 impl Running {
     /// Starts `tally`.
     pub fn start(mut tally: Tally) -> Running {
@@ -183,27 +188,15 @@ impl Running {
         let Some(status) = status else {
             let _ = self.child.kill();
             let _ = self.child.wait();
-            let stderr = self
-                .stderr
-                .take()
-                .map(|h| h.join().unwrap())
-                .unwrap_or_default();
+            let stderr = collected(self.stderr.take());
             assert_no_workers_left(&self.tag);
             panic!(
                 "tally still running after {limit:?} (a hang); stderr:\n{}",
                 String::from_utf8_lossy(&stderr)
             );
         };
-        let stdout = self
-            .stdout
-            .take()
-            .map(|h| h.join().unwrap())
-            .unwrap_or_default();
-        let stderr = self
-            .stderr
-            .take()
-            .map(|h| h.join().unwrap())
-            .unwrap_or_default();
+        let stdout = collected(self.stdout.take());
+        let stderr = collected(self.stderr.take());
         assert_no_workers_left(&self.tag);
         Finished {
             status,

@@ -122,12 +122,8 @@ fn parse_windows(stdout: &str, size: i64) -> Windows {
 /// Runs `tally stream ARGS` with `input` on stdin.
 fn stream(args: &[&str], input: Vec<u8>) -> (String, String) {
     let mut t = Tally::new(["stream"].iter().chain(args));
-    t.command()
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
     let tag = t.tag().to_string();
-    let mut child = t.command().spawn().expect("start tally");
+    let mut child = t.spawn_piped();
     let mut stdin = child.stdin.take().expect("stdin");
     let writer = std::thread::spawn(move || {
         let _ = stdin.write_all(&input);
@@ -281,11 +277,7 @@ fn check_processing_time(size: u64, slide: u64) {
         "-j",
         "2",
     ]);
-    t.command()
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = t.command().spawn().expect("start tally");
+    let mut child = t.spawn_piped();
     let mut stdin = child.stdin.take().expect("stdin");
     let (rounds, per_round) = (25, 40);
     for r in 0..rounds {
@@ -488,12 +480,8 @@ fn killing_workers_mid_stream_loses_and_doubles_nothing() {
         "-j",
         "2",
     ]);
-    t.command()
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
     let tag = t.tag().to_string();
-    let mut child = t.command().spawn().expect("start");
+    let mut child = t.spawn_piped();
     let tally_pid = child.id();
     let mut stdin = child.stdin.take().unwrap();
     let mut killed = 0;

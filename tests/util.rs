@@ -126,6 +126,17 @@ impl Tally {
     pub fn command(&mut self) -> &mut Command {
         &mut self.cmd
     }
+
+    /// Starts the run with stdin, stdout and stderr all piped, for a test
+    /// that feeds it and reads both outputs.
+    pub fn spawn_piped(&mut self) -> std::process::Child {
+        self.cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start tally")
+    }
 }
 
 /// The pids listed in `/proc`.

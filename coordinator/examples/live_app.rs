@@ -15,7 +15,7 @@ use tally_coordinator::stream::{
     Clock, StreamConfig, StreamHandle, TimeMode, TryPushError, WindowMode, WindowSpec,
 };
 use tally_coordinator::{query, PoolConfig, WorkerCommand};
-use tally_protocol::{InputFormat, OnError, QuerySpec, RecordFormat};
+use tally_protocol::{InputFormat, OnError, QuerySpec};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let seconds: f64 = std::env::args()
@@ -24,13 +24,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .unwrap_or(2.0);
     let query = QuerySpec {
         kernel: "delimited".into(),
-        input: InputFormat {
-            delimiter: b',',
-            quote: None,
-            header: false,
-            columns: vec![],
-            format: RecordFormat::Ndjson,
-        },
+        input: InputFormat::ndjson(),
         group_by: vec!["route".into()],
         aggregates: query::parse_aggregates("count,mean(req.ms),max(req.ms)")?,
         on_error: OnError::Fail,

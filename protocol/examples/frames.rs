@@ -126,13 +126,7 @@ fn examples() -> Vec<(&'static str, Vec<u8>)> {
             query_id: 2,
             query: QuerySpec {
                 kernel: "delimited".into(),
-                input: InputFormat {
-                    delimiter: b',',
-                    quote: None,
-                    header: false,
-                    columns: vec![],
-                    format: RecordFormat::Ndjson,
-                },
+                input: InputFormat::ndjson(),
                 group_by: vec![],
                 aggregates: vec![Aggregate {
                     func: AggFunc::Count,

@@ -284,13 +284,7 @@ mod tests {
         use crate::{PaneSpec, RecordFormat};
         let mut query = QuerySpec {
             kernel: "delimited".into(),
-            input: InputFormat {
-                delimiter: b',',
-                quote: None,
-                header: false,
-                columns: vec![],
-                format: RecordFormat::Ndjson,
-            },
+            input: InputFormat::ndjson(),
             group_by: vec!["user.country".into()],
             aggregates: vec![Aggregate {
                 func: AggFunc::Count,

@@ -72,6 +72,20 @@ pub struct InputFormat {
     pub format: RecordFormat,
 }
 
+impl InputFormat {
+    /// NDJSON records: the fields that only delimited text uses at their
+    /// neutral values (`,`, no quote, no header, no column list).
+    pub fn ndjson() -> Self {
+        InputFormat {
+            delimiter: b',',
+            quote: None,
+            header: false,
+            columns: Vec::new(),
+            format: RecordFormat::Ndjson,
+        }
+    }
+}
+
 /// The record syntax of an input.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

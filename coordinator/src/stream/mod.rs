@@ -17,14 +17,11 @@
 //! use std::time::Duration;
 //! use tally_coordinator::stream::{StreamConfig, StreamHandle, TimeMode, WindowMode, WindowSpec};
 //! use tally_coordinator::{query, PoolConfig, WorkerCommand};
-//! use tally_protocol::{InputFormat, OnError, QuerySpec, RecordFormat};
+//! use tally_protocol::{InputFormat, OnError, QuerySpec};
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let query = QuerySpec {
 //!     kernel: "delimited".into(),
-//!     input: InputFormat {
-//!         delimiter: b',', quote: None, header: false, columns: vec![],
-//!         format: RecordFormat::Ndjson,
-//!     },
+//!     input: InputFormat::ndjson(),
 //!     group_by: vec!["country".into()],
 //!     aggregates: query::parse_aggregates("count,mean(latency_ms)")?,
 //!     on_error: OnError::Fail,
