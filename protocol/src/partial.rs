@@ -345,6 +345,10 @@ impl GroupTable {
 
     #[cold]
     fn insert(&mut self, hash: u64, g: GroupState) {
+        let Ok(idx) = u32::try_from(self.meta.len()) else {
+            // More than 4 billion groups cannot be held in memory anyway.
+            return;
+        };
         if self.meta.is_empty() {
             self.stride = g.values.len();
         }
@@ -353,10 +357,6 @@ impl GroupTable {
         let mut states = g.values;
         states.resize(self.stride, NumState::default());
         self.values.extend(states);
-        let Ok(idx) = u32::try_from(self.meta.len()) else {
-            // More than 4 billion groups cannot be held in memory anyway.
-            return;
-        };
         self.meta.push(GroupMeta {
             hash,
             key_start: self.arena.len(),

@@ -397,7 +397,6 @@ const FAST_READ: usize = HEAD + 16;
 /// The bytes that end a fast key: the delimiter, a newline, a quote.
 struct Patterns {
     delimiter: u8,
-    newline: u8,
     /// The quote byte, or the newline again when there is none.
     quote: u8,
     /// The three bytes, each repeated across a vector.
@@ -407,10 +406,9 @@ struct Patterns {
 
 impl Patterns {
     fn new(delimiter: u8, quote: Option<u8>) -> Self {
-        let (newline, quote) = (b'\n', quote.unwrap_or(b'\n'));
+        let quote = quote.unwrap_or(b'\n');
         Patterns {
             delimiter,
-            newline,
             quote,
             #[cfg(target_arch = "x86_64")]
             // SAFETY: SSE2 is part of the x86-64 baseline.
@@ -418,7 +416,7 @@ impl Patterns {
                 use std::arch::x86_64::_mm_set1_epi8;
                 [
                     _mm_set1_epi8(delimiter as i8),
-                    _mm_set1_epi8(newline as i8),
+                    _mm_set1_epi8(b'\n' as i8),
                     _mm_set1_epi8(quote as i8),
                 ]
             },
@@ -465,7 +463,7 @@ impl Patterns {
     unsafe fn stops(&self, data: &[u8], at: usize) -> u32 {
         let (d, n, q) = (
             LO * u64::from(self.delimiter),
-            LO * u64::from(self.newline),
+            LO * u64::from(b'\n'),
             LO * u64::from(self.quote),
         );
         let mut bits = 0u32;
@@ -556,7 +554,7 @@ fn long_record<const SQUARES: bool>(
     let rest = data.get(pos + HEAD..).unwrap_or_default();
     let found = rest
         .iter()
-        .position(|&b| b == pat.delimiter || b == pat.newline || b == pat.quote)?;
+        .position(|&b| b == pat.delimiter || b == b'\n' || b == pat.quote)?;
     let p = pos + HEAD + found;
     if data.get(p) != Some(&pat.delimiter) || p + 9 > data.len() {
         return None;

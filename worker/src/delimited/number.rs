@@ -45,8 +45,7 @@ pub(crate) fn parse_number_at(base: &[u8], start: usize, end: usize) -> Option<N
             Some(b) => {
                 let mut w = [0u8; 8];
                 w.copy_from_slice(b);
-                // len is 1..=8: a shift of 0..=56.
-                u64::from_le_bytes(w) & (u64::MAX >> (64 - 8 * len))
+                u64::from_le_bytes(w) & low_bytes(len)
             }
             None => {
                 let mut w = [0u8; 8];
@@ -65,7 +64,7 @@ pub(crate) fn parse_number_at(base: &[u8], start: usize, end: usize) -> Option<N
 
 /// The mask of the low `n` bytes of a word (`n` ≤ 8).
 #[inline(always)]
-fn low_bytes(n: usize) -> u64 {
+pub(crate) fn low_bytes(n: usize) -> u64 {
     u64::MAX.checked_shr(64 - 8 * n as u32).unwrap_or(0)
 }
 

@@ -6,6 +6,7 @@ use serde_bytes::ByteBuf;
 use tally_protocol::{GroupState, Partial};
 
 use super::accumulate::ValueAcc;
+use super::number::low_bytes;
 
 /// How the key bytes a table sees map to key columns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,7 +85,7 @@ impl GroupTable {
         else {
             return self.group(base.get(start..end).unwrap_or_default());
         };
-        let word = read_u64(bytes) & (u64::MAX >> (64 - 8 * len));
+        let word = read_u64(bytes) & low_bytes(len);
         let at = (word.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56) as usize % SHORT_SLOTS;
         if let Some(slot) = self.short.get(at) {
             if slot.word == word && slot.len as usize == len {
