@@ -12,7 +12,7 @@
 
 use std::collections::BTreeMap;
 
-use tally_protocol::{Counters, GroupTable, Location, Partial, TaskError};
+use tally_protocol::{Counters, GroupTable, Location, PackedPartial, TaskError};
 
 use crate::planner::Chunk;
 
@@ -41,7 +41,7 @@ pub struct Rerun {
 /// What a chunk's task produced, waiting for its turn.
 enum Outcome {
     /// A partial.
-    Merged(Partial, Counters, Vec<Location>),
+    Merged(PackedPartial, Counters, Vec<Location>),
     /// A data error, found with this quote-state guess: it stands only if
     /// the guess was right (a chunk read from inside a quoted field by
     /// mistake can look like bad data).
@@ -108,7 +108,7 @@ impl ChunkMerger {
     pub fn accept(
         &mut self,
         chunk: usize,
-        partial: Partial,
+        partial: PackedPartial,
         counters: Counters,
         bad: Vec<Location>,
     ) -> Option<Rerun> {
@@ -165,7 +165,7 @@ impl ChunkMerger {
                 Outcome::Merged(partial, counters, bad) => (partial, counters, bad),
             };
             self.in_quotes = expected ^ (counters.quotes % 2 == 1);
-            self.table.merge(partial);
+            self.table.merge_packed(&partial);
             self.totals.records += counters.records;
             self.totals.bytes += counters.bytes;
             self.totals.bad_records += counters.bad_records;
@@ -185,7 +185,7 @@ impl ChunkMerger {
     pub fn skip(&mut self, chunk: usize) -> Option<Rerun> {
         self.accept(
             chunk,
-            Partial::default(),
+            PackedPartial::default(),
             Counters {
                 start_in_quotes: self.known_quote_state(chunk).unwrap_or(false),
                 ..Counters::default()
@@ -229,18 +229,18 @@ mod tests {
         let mut m = ChunkMerger::new(&chunks);
         // Chunk 2 arrives first, guessed outside quotes.
         assert_eq!(
-            m.accept(2, Partial::default(), counters(0, false), vec![]),
+            m.accept(2, PackedPartial::default(), counters(0, false), vec![]),
             None
         );
         assert_eq!(m.waiting(), 1);
         // Chunk 0 has an odd quote count: chunk 1 starts inside quotes.
         assert_eq!(
-            m.accept(0, Partial::default(), counters(3, false), vec![]),
+            m.accept(0, PackedPartial::default(), counters(3, false), vec![]),
             None
         );
         assert_eq!(m.known_quote_state(1), Some(true));
         assert_eq!(
-            m.accept(1, Partial::default(), counters(1, false), vec![]),
+            m.accept(1, PackedPartial::default(), counters(1, false), vec![]),
             Some(Rerun {
                 chunk: 1,
                 start_in_quotes: true
@@ -248,7 +248,7 @@ mod tests {
         );
         // The rerun closes the quote; chunk 2's guess was right.
         assert_eq!(
-            m.accept(1, Partial::default(), counters(1, true), vec![]),
+            m.accept(1, PackedPartial::default(), counters(1, true), vec![]),
             None
         );
         assert!(m.is_complete());
@@ -269,7 +269,7 @@ mod tests {
         assert_eq!(m.accept_failure(1, false, err("garbage")), None);
         assert!(m.take_failure().is_none());
         assert_eq!(
-            m.accept(0, Partial::default(), counters(1, false), vec![]),
+            m.accept(0, PackedPartial::default(), counters(1, false), vec![]),
             Some(Rerun {
                 chunk: 1,
                 start_in_quotes: true
@@ -278,7 +278,7 @@ mod tests {
         assert!(m.take_failure().is_none());
         // Run again from inside quotes, it is fine; chunk 2 really is bad.
         assert_eq!(
-            m.accept(1, Partial::default(), counters(1, true), vec![]),
+            m.accept(1, PackedPartial::default(), counters(1, true), vec![]),
             None
         );
         assert_eq!(m.accept_failure(2, false, err("real")), None);
@@ -293,11 +293,11 @@ mod tests {
         let chunks = [chunk(0, true), chunk(1, true)];
         let mut m = ChunkMerger::new(&chunks);
         assert_eq!(
-            m.accept(0, Partial::default(), counters(1, false), vec![]),
+            m.accept(0, PackedPartial::default(), counters(1, false), vec![]),
             None
         );
         assert_eq!(
-            m.accept(1, Partial::default(), counters(0, false), vec![]),
+            m.accept(1, PackedPartial::default(), counters(0, false), vec![]),
             None
         );
         assert!(m.is_complete());

@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{bounded, unbounded, Receiver, Sender, TrySendError};
 use log::{debug, info, warn};
 use tally_protocol::frame::{encode_frame, FrameReader};
-use tally_protocol::{FromWorker, ToWorker, PROTOCOL_VERSION};
+use tally_protocol::{FromWorker, PackedPartial, ToWorker, PROTOCOL_VERSION};
 
 use crate::config::PoolConfig;
 use crate::error::{Error, Result};
@@ -59,8 +59,9 @@ const STDERR_GRACE: Duration = Duration::from_millis(200);
 pub enum PoolEvent {
     /// A worker answered the handshake and can take tasks.
     Ready(WorkerId),
-    /// A message from a ready worker.
-    Message(WorkerId, FromWorker),
+    /// A message from a ready worker (partials packed: see
+    /// [`PackedPartial`]).
+    Message(WorkerId, FromWorker<PackedPartial>),
     /// A worker is gone or unusable; the pool has killed and reaped it.
     Lost {
         /// Which.
@@ -72,7 +73,7 @@ pub enum PoolEvent {
 
 /// Raw events from the pipe threads; opaque outside the pool.
 enum PipeEvent {
-    Message(WorkerId, FromWorker),
+    Message(WorkerId, FromWorker<PackedPartial>),
     /// A pipe is done for; `bool`: the worker is probably exiting (end of
     /// stream, write error) rather than alive and talking nonsense.
     Broken(WorkerId, String, bool),
@@ -660,7 +661,7 @@ fn spawn_reader(
         .spawn(move || {
             let mut frames = FrameReader::new(BufReader::with_capacity(1 << 16, stdout), max_frame);
             loop {
-                let event = match frames.read_message::<FromWorker>() {
+                let event = match frames.read_message::<FromWorker<PackedPartial>>() {
                     Ok(Some(msg)) => PipeEvent::Message(id, msg),
                     Ok(None) => PipeEvent::Broken(id, "closed its stdout".into(), true),
                     Err(e) => {

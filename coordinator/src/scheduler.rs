@@ -17,7 +17,9 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use log::{debug, warn};
-use tally_protocol::{ErrorKind, FromWorker, GroupTable, QuerySpec, Source, ToWorker};
+use tally_protocol::{
+    ErrorKind, FromWorker, GroupTable, PackedPartial, QuerySpec, Source, ToWorker,
+};
 
 use crate::config::ErrorPolicy;
 use crate::error::{Error, Result};
@@ -258,7 +260,7 @@ impl Scheduler<'_> {
         &mut self,
         pool: &mut WorkerPool,
         id: WorkerId,
-        msg: FromWorker,
+        msg: FromWorker<PackedPartial>,
         progress: &mut Progress,
     ) -> Result<()> {
         let task_id = match &msg {

@@ -24,7 +24,7 @@ fn examples() -> Vec<(&'static str, Vec<u8>)> {
     push("hello (coordinator)", r, &mut b);
     let r = encode_frame(
         &mut b,
-        &FromWorker::Hello {
+        &FromWorker::<Partial>::Hello {
             protocol_version: 1,
             worker_version: "0.1.0".into(),
             pid: 4242,
@@ -108,7 +108,7 @@ fn examples() -> Vec<(&'static str, Vec<u8>)> {
     push("result", r, &mut b);
     let r = encode_frame(
         &mut b,
-        &FromWorker::TaskError(TaskError {
+        &FromWorker::<Partial>::TaskError(TaskError {
             task_id: 7,
             kind: ErrorKind::Input,
             message: "bad".into(),

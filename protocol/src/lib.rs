@@ -12,6 +12,9 @@
 //! * [`partial`]: mergeable aggregate states ([`NumState`], [`Partial`]) and
 //!   the [`GroupTable`] that merges them. The merge is part of the contract:
 //!   a custom worker must produce states that merge the same way.
+//! * [`packed`]: [`PackedPartial`], a [`Partial`] decoded from the same
+//!   bytes into flat arrays, which a coordinator merges without allocating
+//!   per group.
 //!
 //! This crate is the only one that owns wire types; PROTOCOL.md at the top of
 //! the repository describes the same bytes for non-Rust readers.
@@ -29,6 +32,7 @@
 mod error;
 pub mod frame;
 pub mod message;
+pub mod packed;
 pub mod partial;
 pub mod query;
 
@@ -36,6 +40,7 @@ pub use error::Error;
 pub use message::{
     Counters, ErrorKind, FromWorker, Location, Source, TaskError, TaskResult, ToWorker,
 };
+pub use packed::{PackedGroup, PackedPartial};
 pub use partial::{GroupState, GroupTable, NumState, Partial};
 pub use query::{AggFunc, Aggregate, InputFormat, OnError, PaneSpec, QuerySpec, RecordFormat};
 

@@ -69,9 +69,13 @@ pub enum Source {
 }
 
 /// Worker to coordinator.
+///
+/// `P` is how a result's partial is held: [`Partial`] (what workers build
+/// and send), or [`crate::PackedPartial`], which decodes the same bytes
+/// without allocating per group (what the coordinator reads).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum FromWorker {
+pub enum FromWorker<P = Partial> {
     /// Answer to [`ToWorker::Hello`].
     Hello {
         /// [`crate::PROTOCOL_VERSION`] of the worker.
@@ -84,18 +88,18 @@ pub enum FromWorker {
         kernels: Vec<String>,
     },
     /// A task's partial aggregate.
-    Result(TaskResult),
+    Result(TaskResult<P>),
     /// A task that failed.
     TaskError(TaskError),
 }
 
-/// A finished task.
+/// A finished task; `P` as in [`FromWorker`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TaskResult {
+pub struct TaskResult<P = Partial> {
     /// The task's identifier.
     pub task_id: u64,
     /// The aggregate over the task's records.
-    pub partial: Partial,
+    pub partial: P,
     /// What was read.
     pub counters: Counters,
     /// The first few records left out under [`crate::OnError::Skip`].

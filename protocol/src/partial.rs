@@ -16,6 +16,8 @@
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
+use crate::packed::{decode_key, encode_key_into, PackedPartial};
+
 /// Powers of ten that fit an `i64`.
 pub const POW10: [i64; 19] = {
     let mut t = [1i64; 19];
@@ -265,7 +267,7 @@ pub struct GroupTable {
     /// Indices into `meta`, by key hash.
     index: hashbrown::HashTable<u32>,
     meta: Vec<GroupMeta>,
-    /// The encoded keys (see [`encode_key`]), back to back.
+    /// The encoded keys (see [`PackedPartial`]), back to back.
     arena: Vec<u8>,
     /// The value states, `stride` per group, in group order.
     values: Vec<NumState>,
@@ -287,22 +289,6 @@ struct GroupMeta {
     rows: u64,
 }
 
-/// Encodes a key into `out`, unambiguously: per part a tag byte (0 null,
-/// 1 present), then for a present part its length (u64 LE) and bytes.
-fn encode_key(key: &[Option<ByteBuf>], out: &mut Vec<u8>) {
-    out.clear();
-    for part in key {
-        match part {
-            None => out.push(0),
-            Some(b) => {
-                out.push(1);
-                out.extend_from_slice(&(b.len() as u64).to_le_bytes());
-                out.extend_from_slice(b);
-            }
-        }
-    }
-}
-
 impl GroupTable {
     /// An empty table.
     pub fn new() -> Self {
@@ -318,53 +304,88 @@ impl GroupTable {
 
     /// Merges one group.
     pub fn merge_group(&mut self, g: GroupState) {
-        encode_key(&g.key, &mut self.scratch);
-        let hash = std::hash::BuildHasher::hash_one(&self.hasher, &self.scratch[..]);
-        let (meta, arena, scratch) = (&self.meta, &self.arena, &self.scratch);
+        let mut scratch = std::mem::take(&mut self.scratch);
+        scratch.clear();
+        encode_key_into(&g.key, &mut scratch);
+        self.merge_encoded(&scratch, g.rows, &g.values, || g.key);
+        self.scratch = scratch;
+    }
+
+    /// Merges every group of a packed partial (see [`PackedPartial`]): the
+    /// keys are looked up as they were received, and decoded only for a
+    /// group not seen before.
+    pub fn merge_packed(&mut self, partial: &PackedPartial) {
+        for g in partial.groups() {
+            self.merge_encoded(g.encoded_key, g.rows, g.values, || {
+                decode_key(g.encoded_key)
+            });
+        }
+    }
+
+    /// Merges one group whose key is `encoded` (see [`encode_key_into`]);
+    /// `key` gives it as parts, asked only when the group is new.
+    fn merge_encoded(
+        &mut self,
+        encoded: &[u8],
+        rows: u64,
+        values: &[NumState],
+        key: impl FnOnce() -> Vec<Option<ByteBuf>>,
+    ) {
+        let hash = std::hash::BuildHasher::hash_one(&self.hasher, encoded);
+        let (meta, arena) = (&self.meta, &self.arena);
         let found = self.index.find(hash, |&i| {
             meta.get(i as usize).is_some_and(|m| {
-                m.hash == hash && arena.get(m.key_start..m.key_start + m.key_len) == Some(scratch)
+                m.hash == hash && arena.get(m.key_start..m.key_start + m.key_len) == Some(encoded)
             })
         });
         match found {
             Some(&i) => {
                 let i = i as usize;
                 if let Some(m) = self.meta.get_mut(i) {
-                    m.rows += g.rows;
+                    m.rows += rows;
                 }
                 let base = i * self.stride;
                 if let Some(states) = self.values.get_mut(base..base + self.stride) {
-                    for (a, b) in states.iter_mut().zip(&g.values) {
+                    for (a, b) in states.iter_mut().zip(values) {
                         a.merge(b);
                     }
                 }
             }
-            None => self.insert(hash, g),
+            None => self.insert(hash, encoded, rows, values, key()),
         }
     }
 
     #[cold]
-    fn insert(&mut self, hash: u64, g: GroupState) {
+    fn insert(
+        &mut self,
+        hash: u64,
+        encoded: &[u8],
+        rows: u64,
+        values: &[NumState],
+        key: Vec<Option<ByteBuf>>,
+    ) {
         let Ok(idx) = u32::try_from(self.meta.len()) else {
             // More than 4 billion groups cannot be held in memory anyway.
             return;
         };
         if self.meta.is_empty() {
-            self.stride = g.values.len();
+            self.stride = values.len();
         }
         // A group with another number of states than the first (not sent
         // by a correct worker) keeps the first `stride`, padded if short.
-        let mut states = g.values;
-        states.resize(self.stride, NumState::default());
-        self.values.extend(states);
+        let kept = values.len().min(self.stride);
+        self.values
+            .extend_from_slice(values.get(..kept).unwrap_or_default());
+        self.values
+            .resize(self.values.len() + self.stride - kept, NumState::default());
         self.meta.push(GroupMeta {
             hash,
             key_start: self.arena.len(),
-            key_len: self.scratch.len(),
-            rows: g.rows,
+            key_len: encoded.len(),
+            rows,
         });
-        self.arena.extend_from_slice(&self.scratch);
-        self.keys.push(g.key);
+        self.arena.extend_from_slice(encoded);
+        self.keys.push(key);
         let meta = &self.meta;
         self.index
             .insert_unique(hash, idx, |&i| meta.get(i as usize).map_or(0, |m| m.hash));

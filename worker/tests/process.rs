@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use serde_bytes::ByteBuf;
 use tally_worker::tally_protocol::frame::{self, FrameReader, DEFAULT_MAX_FRAME};
 use tally_worker::tally_protocol::{
-    AggFunc, Aggregate, ErrorKind, FromWorker, InputFormat, OnError, QuerySpec, Source, TaskError,
-    ToWorker, PROTOCOL_VERSION,
+    AggFunc, Aggregate, ErrorKind, FromWorker, InputFormat, OnError, Partial, QuerySpec, Source,
+    TaskError, ToWorker, PROTOCOL_VERSION,
 };
 
 /// A running worker: write frames to `stdin`, read frames from `stdout`.
@@ -334,7 +334,7 @@ fn wrong_message_type_exits_1() {
     let mut bytes = Vec::new();
     frame::encode_frame(
         &mut bytes,
-        &FromWorker::TaskError(TaskError {
+        &FromWorker::<Partial>::TaskError(TaskError {
             task_id: 1,
             kind: ErrorKind::Internal,
             message: "not for a worker".into(),

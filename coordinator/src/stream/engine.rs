@@ -23,7 +23,8 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{never, select, tick, Receiver, Sender};
 use log::{debug, info, warn};
 use tally_protocol::{
-    ErrorKind, FromWorker, GroupState, GroupTable, QuerySpec, Source, TaskResult, ToWorker,
+    ErrorKind, FromWorker, GroupState, GroupTable, PackedPartial, QuerySpec, Source, TaskResult,
+    ToWorker,
 };
 
 use super::reader::{Batch, Item};
@@ -77,7 +78,7 @@ pub(crate) struct Engine {
     /// task id -> (sequence number, worker).
     in_flight: HashMap<u64, (u64, WorkerId)>,
     /// Results waiting for an earlier batch.
-    done: BTreeMap<u64, TaskResult>,
+    done: BTreeMap<u64, TaskResult<PackedPartial>>,
     next_seq: u64,
     next_merge: u64,
     next_task: u64,
@@ -293,7 +294,7 @@ impl Engine {
         Ok(())
     }
 
-    fn on_message(&mut self, id: WorkerId, msg: FromWorker) -> Result<()> {
+    fn on_message(&mut self, id: WorkerId, msg: FromWorker<PackedPartial>) -> Result<()> {
         let task_id = match &msg {
             FromWorker::Result(r) => r.task_id,
             FromWorker::TaskError(e) => e.task_id,
@@ -465,18 +466,18 @@ impl Engine {
             }
             let max_event = result.counters.max_event_ms;
             match &mut self.windows {
-                Windows::Running { table, .. } => table.merge(result.partial),
+                Windows::Running { table, .. } => table.merge_packed(&result.partial),
                 Windows::Windowed(store) => {
                     match self.config.time {
                         TimeMode::Processing => {
                             let p = store.pane_of(held.batch.stamp_ms);
-                            for g in result.partial.groups {
-                                store.add(p, 0, g);
+                            for g in result.partial.groups() {
+                                store.add(p, 0, g.to_group_state());
                             }
                         }
                         TimeMode::Event { .. } => {
-                            for g in result.partial.groups {
-                                match split_pane_key(g) {
+                            for g in result.partial.groups() {
+                                match split_pane_key(g.to_group_state()) {
                                     Some((p, k, g)) => {
                                         store.add(p, k, g);
                                     }

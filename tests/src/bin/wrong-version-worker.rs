@@ -6,7 +6,7 @@
 use std::io::{BufReader, Read};
 
 use tally_worker::tally_protocol::frame::{write_message, FrameReader, DEFAULT_MAX_FRAME};
-use tally_worker::tally_protocol::{FromWorker, ToWorker, PROTOCOL_VERSION};
+use tally_worker::tally_protocol::{FromWorker, Partial, ToWorker, PROTOCOL_VERSION};
 
 fn main() {
     let pid = std::process::id();
@@ -17,7 +17,7 @@ fn main() {
         eprintln!("wrong-version-worker {pid}: coordinator speaks {protocol_version}");
         write_message(
             &mut stdout,
-            &FromWorker::Hello {
+            &FromWorker::<Partial>::Hello {
                 protocol_version: PROTOCOL_VERSION + 1,
                 worker_version: "9.9.9-wrong".into(),
                 pid,
