@@ -39,8 +39,36 @@ impl Default for ValueAcc {
 impl ValueAcc {
     /// Adds `mantissa / 10^scale` (`scale <= 18`). `squares`: keep the sum of
     /// squared mantissas (for variance).
-    #[inline]
+    ///
+    /// Inlined into the record loop for the common case (a value at the
+    /// scale of those before it, sums that do not overflow); everything else
+    /// goes through [`ValueAcc::push_exact_other`].
+    #[inline(always)]
     pub(crate) fn push_exact(&mut self, mantissa: i64, scale: u8, squares: bool) {
+        if self.count != 0 && scale == self.scale {
+            let wide = i128::from(mantissa);
+            let sum = self.sum.checked_add(wide);
+            let sum_sq = if squares {
+                self.sum_sq.checked_add(wide * wide)
+            } else {
+                Some(self.sum_sq)
+            };
+            if let (Some(s), Some(q)) = (sum, sum_sq) {
+                self.count += 1;
+                self.sum = s;
+                self.sum_sq = q;
+                self.min = self.min.min(mantissa);
+                self.max = self.max.max(mantissa);
+                return;
+            }
+        }
+        self.push_exact_other(mantissa, scale, squares);
+    }
+
+    /// [`ValueAcc::push_exact`] for a first value, another scale, or an
+    /// overflow.
+    #[inline(never)]
+    fn push_exact_other(&mut self, mantissa: i64, scale: u8, squares: bool) {
         if self.count == 0 {
             self.start(mantissa, scale, squares);
             return;
