@@ -491,6 +491,42 @@ mod tests {
     }
 
     #[test]
+    fn packed_and_unpacked_partials_merge_alike() {
+        // Keys that differ only in null vs empty, in the split between
+        // parts, and groups that repeat across partials.
+        let part = |s: &str| Some(ByteBuf::from(s.as_bytes().to_vec()));
+        let group = |key: Vec<Option<ByteBuf>>, rows, x| GroupState {
+            key,
+            rows,
+            values: vec![state_of(&[x, x + 1.0])],
+        };
+        let partials = [
+            Partial {
+                groups: vec![
+                    group(vec![part("a"), None], 2, 1.0),
+                    group(vec![part("a"), part("")], 2, 2.0),
+                    group(vec![part("ab"), part("c")], 2, 3.0),
+                ],
+            },
+            Partial {
+                groups: vec![
+                    group(vec![part("a"), part("bc")], 2, 4.0),
+                    group(vec![part("a"), None], 2, 5.0),
+                    group(vec![part("ab"), part("c")], 2, 6.0),
+                ],
+            },
+        ];
+        let mut plain = GroupTable::new();
+        let mut packed = GroupTable::new();
+        for p in &partials {
+            plain.merge(p.clone());
+            packed.merge_packed(&PackedPartial::from(p));
+        }
+        assert_eq!(plain.len(), 4);
+        assert_eq!(plain.into_sorted(), packed.into_sorted());
+    }
+
+    #[test]
     fn empty_states_are_neutral() {
         let mut a = NumState::default();
         let b = state_of(&[2.0, 3.0]);
