@@ -71,6 +71,48 @@ impl BadRecord {
     }
 }
 
+/// Most value columns [`Aggregator::add_masked`] takes.
+const MASKED_VALUES: usize = 4;
+
+/// What [`Aggregator::add_masked`] needs of a query: one key column and at
+/// most [`MASKED_VALUES`] value columns, all among a record's first 64
+/// fields (the events-log shape: `ts,user,country,status,latency,bytes`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct MaskedPlan {
+    key: usize,
+    values: [usize; MASKED_VALUES],
+    squares: [bool; MASKED_VALUES],
+    /// Value columns in use.
+    n: usize,
+    wanted: usize,
+}
+
+impl MaskedPlan {
+    /// The plan for `columns` (`squares[v]`: value column `v` keeps
+    /// squares), when they have the shape.
+    pub(crate) fn new(columns: &Columns, squares: &[bool]) -> Option<MaskedPlan> {
+        let [key] = columns.key_fields[..] else {
+            return None;
+        };
+        let n = columns.value_fields.len();
+        if n > MASKED_VALUES || squares.len() != n || columns.wanted > 64 {
+            return None;
+        }
+        let mut plan = MaskedPlan {
+            key,
+            values: [0; MASKED_VALUES],
+            squares: [false; MASKED_VALUES],
+            n,
+            wanted: columns.wanted,
+        };
+        plan.values
+            .get_mut(..n)?
+            .copy_from_slice(&columns.value_fields);
+        plan.squares.get_mut(..n)?.copy_from_slice(squares);
+        Some(plan)
+    }
+}
+
 /// Aggregates records into groups.
 pub(crate) struct Aggregator<'c> {
     columns: &'c Columns,
@@ -156,6 +198,78 @@ impl<'c> Aggregator<'c> {
         }
         self.records += 1;
         Ok(())
+    }
+
+    /// Adds the record `data[pos..pos + line]` straight from its delimiter
+    /// mask (see [`super::scan::RecordSink::masked`]) when every field the
+    /// query wants is there, the key is not empty and every value is a
+    /// short decimal: true, with the same effect as [`Aggregator::add`] on
+    /// its spans. Otherwise false, with nothing changed, and the record
+    /// goes the general way (nulls, other number forms, errors).
+    ///
+    /// The fields are found by taking the mask's bits in turn, with no
+    /// span list, and the values go from the parser to the group's
+    /// accumulators without an intermediate `Option` per value.
+    #[inline(always)]
+    pub(crate) fn add_masked(
+        &mut self,
+        plan: &MaskedPlan,
+        data: &[u8],
+        pos: usize,
+        line: usize,
+        delims: u64,
+    ) -> bool {
+        // Fewer fields than wanted is the general path's error to report.
+        if (delims.count_ones() as usize) < plan.wanted.saturating_sub(1) {
+            return false;
+        }
+        // ends[i]: the delimiter after field i, for the fields before the
+        // last one wanted; the last ends at the next delimiter or the line.
+        let last = plan.wanted.saturating_sub(1);
+        let mut ends = [0u8; 64];
+        let mut bits = delims;
+        for end in ends.iter_mut().take(last) {
+            *end = bits.trailing_zeros() as u8;
+            bits &= bits.wrapping_sub(1);
+        }
+        let last_end = if bits != 0 {
+            bits.trailing_zeros() as usize
+        } else {
+            line
+        };
+        let field = |f: usize| {
+            let start = match f.checked_sub(1) {
+                Some(before) => usize::from(ends.get(before).copied().unwrap_or(0)) + 1,
+                None => 0,
+            };
+            let end = if f < last {
+                usize::from(ends.get(f).copied().unwrap_or(0))
+            } else {
+                last_end
+            };
+            (pos + start, pos + end)
+        };
+        let mut parsed = [(0i64, 0u8); MASKED_VALUES];
+        for (slot, &f) in parsed.iter_mut().zip(&plan.values).take(plan.n) {
+            let (a, b) = field(f);
+            match parse_number_at(data, a, b) {
+                Some(Number::Exact { mantissa, scale }) => *slot = (mantissa, scale),
+                _ => return false,
+            }
+        }
+        let (a, b) = field(plan.key);
+        if b <= a {
+            return false;
+        }
+        let group = self.table.group_at(data, a, b);
+        let accs = self.table.row(group);
+        for ((acc, &(mantissa, scale)), &squares) in
+            accs.iter_mut().zip(&parsed).zip(&plan.squares).take(plan.n)
+        {
+            acc.push_exact(mantissa, scale, squares);
+        }
+        self.records += 1;
+        true
     }
 
     /// Folds in the groups of the fast path (one value column, in tenths).

@@ -32,12 +32,12 @@ mod tests;
 use std::sync::Arc;
 
 use memchr::memchr;
-use tally_protocol::{Counters, ErrorKind, OnError, QuerySpec, Source};
+use tally_protocol::{Counters, ErrorKind, Location, OnError, QuerySpec, Source};
 
 use crate::{Kernel, PreparedQuery, TaskFailure, TaskOutput};
-use aggregator::Aggregator;
+use aggregator::{Aggregator, MaskedPlan};
 use columns::Columns;
-use scan::{next_record_end, Span, Splitter};
+use scan::{next_record_end, RecordSink, Span, Splitter};
 use source::{count_byte, first_record, FileCache, Locator};
 
 pub use number::{parse_number, Number};
@@ -327,6 +327,51 @@ fn aggregate(
     Ok(output)
 }
 
+/// Where a task's split records go: the aggregator, and the bad records
+/// under `--on-error`.
+struct TaskRecords<'t> {
+    query: &'t QuerySpec,
+    columns: &'t Columns,
+    value_names: Vec<&'t str>,
+    aggregator: Aggregator<'t>,
+    /// Set when the query has the shape [`Aggregator::add_masked`] takes.
+    masked: Option<MaskedPlan>,
+    locator: Locator<'t>,
+    bad_records: u64,
+    bad_samples: Vec<Location>,
+}
+
+impl RecordSink<TaskFailure> for &mut TaskRecords<'_> {
+    #[inline(always)]
+    fn record(&mut self, base: &[u8], spans: &[Span], at: usize) -> Result<(), TaskFailure> {
+        let Err(bad) = self.aggregator.add(base, spans) else {
+            return Ok(());
+        };
+        match self.query.on_error {
+            OnError::Fail => {
+                let message =
+                    bad.message(base, self.columns, &self.query.group_by, &self.value_names);
+                Err(TaskFailure::new(ErrorKind::Input, message).at(self.locator.at(at)))
+            }
+            OnError::Skip => {
+                self.bad_records += 1;
+                if self.bad_samples.len() < MAX_BAD_SAMPLES {
+                    self.bad_samples.push(self.locator.at(at));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    #[inline(always)]
+    fn masked(&mut self, data: &[u8], pos: usize, line: usize, delims: u64) -> bool {
+        match &self.masked {
+            Some(plan) => self.aggregator.add_masked(plan, data, pos, line, delims),
+            None => false,
+        }
+    }
+}
+
 /// Reads the records starting in `first..end` in `mode`; `None` when the
 /// fast mode met a quote byte.
 #[allow(clippy::too_many_arguments)]
@@ -349,27 +394,15 @@ fn read_records(
         },
         ..TaskOutput::default()
     };
-    let value_names = query.value_columns();
-    let mut aggregator = Aggregator::new(columns, squares);
-    let mut locator = Locator::new(task.name, data, task.first_line);
-    let (mut bad_records, mut bad_samples) = (0u64, Vec::new());
-    let mut record = |base: &[u8], spans: &[Span], at: usize| -> Result<(), TaskFailure> {
-        let Err(bad) = aggregator.add(base, spans) else {
-            return Ok(());
-        };
-        match query.on_error {
-            OnError::Fail => {
-                let message = bad.message(base, columns, &query.group_by, &value_names);
-                Err(TaskFailure::new(ErrorKind::Input, message).at(locator.at(at)))
-            }
-            OnError::Skip => {
-                bad_records += 1;
-                if bad_samples.len() < MAX_BAD_SAMPLES {
-                    bad_samples.push(locator.at(at));
-                }
-                Ok(())
-            }
-        }
+    let mut record = TaskRecords {
+        query,
+        columns,
+        value_names: query.value_columns(),
+        aggregator: Aggregator::new(columns, squares),
+        masked: MaskedPlan::new(columns, squares),
+        locator: Locator::new(task.name, data, task.first_line),
+        bad_records: 0,
+        bad_samples: Vec::new(),
     };
     let mut splitter = Splitter::new(query.input.delimiter, quote, columns.wanted);
     let mut fast_table = None;
@@ -403,6 +436,12 @@ fn read_records(
     };
     // The fast groups go straight into the partial when no record took the
     // general path; otherwise both tables merge.
+    let TaskRecords {
+        mut aggregator,
+        bad_records,
+        bad_samples,
+        ..
+    } = record;
     let direct = fast_table
         .as_ref()
         .and_then(|table| aggregator.fast_partial(table));

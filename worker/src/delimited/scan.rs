@@ -18,6 +18,36 @@ use super::fast::find_byte;
 /// A field: a byte range into the buffer its record was split into.
 pub(crate) type Span = (usize, usize);
 
+/// Where a splitter's records go.
+///
+/// [`RecordSink::record`] takes a record's fields as spans. A record that
+/// lies in one [`WINDOW`] (most records of most CSV files) is first offered
+/// to [`RecordSink::masked`] as the window's delimiter mask, which may take
+/// it whole without the fields being split into spans. Any
+/// `FnMut(base, fields, record_start)` closure is a sink that takes every
+/// record as spans.
+pub(crate) trait RecordSink<E> {
+    /// A record whose fields are `base[span]`, starting at `at`.
+    fn record(&mut self, base: &[u8], spans: &[Span], at: usize) -> Result<(), E>;
+
+    /// The record `data[pos..pos + line]` (line end excluded; `0 < line <
+    /// 64`, no quote byte in it), with bit `i` of `delims` set where
+    /// `data[pos + i]` is the delimiter (no bit at or past `line`). True
+    /// when taken; false leaves it to [`RecordSink::record`].
+    #[inline(always)]
+    fn masked(&mut self, data: &[u8], pos: usize, line: usize, delims: u64) -> bool {
+        let _ = (data, pos, line, delims);
+        false
+    }
+}
+
+impl<E, F: FnMut(&[u8], &[Span], usize) -> Result<(), E>> RecordSink<E> for F {
+    #[inline(always)]
+    fn record(&mut self, base: &[u8], spans: &[Span], at: usize) -> Result<(), E> {
+        self(base, spans, at)
+    }
+}
+
 /// Bytes of a record window: records up to this long (most in CSV files)
 /// are split from one set of masks.
 const WINDOW: usize = 64;
@@ -140,7 +170,7 @@ impl Splitter {
         data: &[u8],
         first: usize,
         end: usize,
-        mut f: impl FnMut(&[u8], &[Span], usize) -> Result<(), E>,
+        mut f: impl RecordSink<E>,
     ) -> Result<usize, E> {
         let len = data.len();
         let mut pos = first;
@@ -170,7 +200,7 @@ impl Splitter {
         pos: usize,
         nl: usize,
         delims: u64,
-        f: &mut impl FnMut(&[u8], &[Span], usize) -> Result<(), E>,
+        f: &mut impl RecordSink<E>,
     ) -> Result<(), E> {
         let line = if nl > 0 && data.get(pos + nl - 1) == Some(&b'\r') {
             nl - 1
@@ -180,13 +210,16 @@ impl Splitter {
         if line == 0 || self.wanted == 0 {
             if line > 0 {
                 self.spans.clear();
-                f(data, &self.spans, pos)?;
+                f.record(data, &self.spans, pos)?;
             }
             return Ok(());
         }
-        self.spans.clear();
         // Delimiters before the line end (`line` < 64).
         let mut bits = delims & ((1u64 << line) - 1);
+        if f.masked(data, pos, line, bits) {
+            return Ok(());
+        }
+        self.spans.clear();
         let mut s = pos;
         while bits != 0 && self.spans.len() + 1 < self.wanted {
             let e = pos + bits.trailing_zeros() as usize;
@@ -200,7 +233,7 @@ impl Splitter {
             pos + line
         };
         self.spans.push((s, e));
-        f(data, &self.spans, pos)
+        f.record(data, &self.spans, pos)
     }
 
     /// Splits the quote-free record `data[pos..nl]` (a `\r` before the
@@ -211,7 +244,7 @@ impl Splitter {
         data: &[u8],
         pos: usize,
         nl: usize,
-        f: &mut impl FnMut(&[u8], &[Span], usize) -> Result<(), E>,
+        f: &mut impl RecordSink<E>,
     ) -> Result<(), E> {
         let line_end = if nl > pos && data.get(nl - 1) == Some(&b'\r') {
             nl - 1
@@ -227,7 +260,7 @@ impl Splitter {
                 self.wanted,
                 &mut self.spans,
             );
-            f(data, &self.spans, pos)?;
+            f.record(data, &self.spans, pos)?;
         }
         Ok(())
     }
@@ -238,7 +271,7 @@ impl Splitter {
         data: &[u8],
         first: usize,
         end: usize,
-        mut f: impl FnMut(&[u8], &[Span], usize) -> Result<(), E>,
+        mut f: impl RecordSink<E>,
     ) -> Result<usize, E> {
         let len = data.len();
         let mut pos = first;
@@ -276,7 +309,7 @@ impl Splitter {
             }
             if !record.is_empty() {
                 self.split_quoted(record);
-                f(&self.unquoted, &self.spans, pos)?;
+                f.record(&self.unquoted, &self.spans, pos)?;
             }
             pos = nl + 1;
         }
