@@ -225,10 +225,10 @@ impl<'c> Aggregator<'c> {
         }
         // ends[i]: the delimiter after field i, for the fields before the
         // last one wanted; the last ends at the next delimiter or the line.
-        let last = plan.wanted.saturating_sub(1);
+        let last = plan.wanted.saturating_sub(1).min(63);
         let mut ends = [0u8; 64];
         let mut bits = delims;
-        for end in ends.iter_mut().take(last) {
+        for end in ends.get_mut(..last).unwrap_or_default() {
             *end = bits.trailing_zeros() as u8;
             bits &= bits.wrapping_sub(1);
         }
@@ -249,8 +249,14 @@ impl<'c> Aggregator<'c> {
             };
             (pos + start, pos + end)
         };
+        let n = plan.n.min(MASKED_VALUES);
         let mut parsed = [(0i64, 0u8); MASKED_VALUES];
-        for (slot, &f) in parsed.iter_mut().zip(&plan.values).take(plan.n) {
+        for (slot, &f) in parsed
+            .get_mut(..n)
+            .unwrap_or_default()
+            .iter_mut()
+            .zip(&plan.values)
+        {
             let (a, b) = field(f);
             match parse_number_at(data, a, b) {
                 Some(Number::Exact { mantissa, scale }) => *slot = (mantissa, scale),
@@ -263,8 +269,12 @@ impl<'c> Aggregator<'c> {
         }
         let group = self.table.group_at(data, a, b);
         let accs = self.table.row(group);
-        for ((acc, &(mantissa, scale)), &squares) in
-            accs.iter_mut().zip(&parsed).zip(&plan.squares).take(plan.n)
+        for ((acc, &(mantissa, scale)), &squares) in accs
+            .get_mut(..n)
+            .unwrap_or_default()
+            .iter_mut()
+            .zip(&parsed)
+            .zip(&plan.squares)
         {
             acc.push_exact(mantissa, scale, squares);
         }

@@ -52,34 +52,31 @@ impl<E, F: FnMut(&[u8], &[Span], usize) -> Result<(), E>> RecordSink<E> for F {
 /// are split from one set of masks.
 const WINDOW: usize = 64;
 
-/// Where the delimiter, newline and quote bytes are in the [`WINDOW`] bytes
-/// at `at`, a bit per byte: what the plain splitter needs of a short
-/// record, found with SSE2 compares (16 bytes each) instead of a search per
-/// field. `None` near the end of `data`, and on other processors.
+/// Where each of `bytes` (the delimiter, the newline, the quote when there
+/// is one) is in the [`WINDOW`] bytes at `at`, a mask per byte value with a
+/// bit per position: what the splitters need of a short record, found with
+/// SSE2 compares (16 bytes each) instead of a search per field. `None` near
+/// the end of `data`, and on other processors.
 #[inline(always)]
-fn window_masks(data: &[u8], at: usize, delimiter: u8, quote: u8) -> Option<[u64; 3]> {
+fn window_masks<const N: usize>(data: &[u8], at: usize, bytes: [u8; N]) -> Option<[u64; N]> {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{
             __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_set1_epi8,
         };
-        let bytes = data.get(at..at + WINDOW)?;
+        let window = data.get(at..at + WINDOW)?;
         // SAFETY: SSE2 is part of the x86-64 baseline; the four unaligned
-        // 16-byte loads stay inside `bytes`, which is WINDOW = 64 long.
+        // 16-byte loads stay inside `window`, which is WINDOW = 64 long.
         unsafe {
-            let patterns = [
-                _mm_set1_epi8(delimiter as i8),
-                _mm_set1_epi8(b'\n' as i8),
-                _mm_set1_epi8(quote as i8),
-            ];
-            let p = bytes.as_ptr().cast::<__m128i>();
+            let patterns = bytes.map(|b| _mm_set1_epi8(b as i8));
+            let p = window.as_ptr().cast::<__m128i>();
             let blocks = [
                 _mm_loadu_si128(p),
                 _mm_loadu_si128(p.add(1)),
                 _mm_loadu_si128(p.add(2)),
                 _mm_loadu_si128(p.add(3)),
             ];
-            let mut masks = [0u64; 3];
+            let mut masks = [0u64; N];
             for (mask, &pattern) in masks.iter_mut().zip(&patterns) {
                 for (i, &block) in blocks.iter().enumerate() {
                     let bits = _mm_movemask_epi8(_mm_cmpeq_epi8(block, pattern)) as u32 & 0xFFFF;
@@ -91,7 +88,7 @@ fn window_masks(data: &[u8], at: usize, delimiter: u8, quote: u8) -> Option<[u64
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (data, at, delimiter, quote);
+        let _ = (data, at, bytes);
         None
     }
 }
@@ -175,7 +172,7 @@ impl Splitter {
         let len = data.len();
         let mut pos = first;
         while pos < end && pos < len {
-            if let Some([delims, newlines, _]) = window_masks(data, pos, self.delimiter, b'\n') {
+            if let Some([delims, newlines]) = window_masks(data, pos, [self.delimiter, b'\n']) {
                 if newlines != 0 {
                     let nl = newlines.trailing_zeros() as usize;
                     self.masked_record(data, pos, nl, delims, &mut f)?;
@@ -279,7 +276,8 @@ impl Splitter {
             // A record without a quote byte splits the plain way, without
             // copying: in most quoted CSV files most records are such.
             if let Some(q) = self.quote {
-                if let Some([delims, newlines, quotes]) = window_masks(data, pos, self.delimiter, q)
+                if let Some([delims, newlines, quotes]) =
+                    window_masks(data, pos, [self.delimiter, b'\n', q])
                 {
                     if newlines != 0 {
                         let nl = newlines.trailing_zeros() as usize;
