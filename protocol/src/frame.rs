@@ -16,8 +16,9 @@ pub const DEFAULT_MAX_FRAME: u32 = 256 << 20;
 /// Bytes a reader adds to its buffer at a time while a frame arrives.
 const READ_STEP: usize = 1 << 20;
 
-/// Encodes `msg` as MessagePack (structs as maps with field names) into a
-/// frame appended to `out`.
+/// Encodes `msg` as MessagePack into a frame appended to `out`: structs as
+/// maps with field names, but for those that serialize themselves as arrays
+/// (a partial's groups and states).
 pub fn encode_frame<T: Serialize>(out: &mut Vec<u8>, msg: &T) -> Result<(), Error> {
     let start = out.len();
     out.extend_from_slice(&[0; 4]);

@@ -5,9 +5,11 @@
 //!   MessagePack. A length above the reader's maximum is refused before any
 //!   allocation.
 //! * [`message`]: [`ToWorker`] and [`FromWorker`], the two directions. Every
-//!   struct is a MessagePack map keyed by field name, every enum a one-entry
-//!   map `{variant: body}` (a bare string for variants without a body), so a
-//!   worker in any language reads them with a stock msgpack library.
+//!   struct is a MessagePack map keyed by field name (but for the groups of
+//!   a partial and their states, arrays in field order: see [`partial`]),
+//!   every enum a one-entry map `{variant: body}` (a bare string for
+//!   variants without a body), so a worker in any language reads them with
+//!   a stock msgpack library.
 //! * [`query`]: the query a coordinator prepares on its workers.
 //! * [`partial`]: mergeable aggregate states ([`NumState`], [`Partial`]) and
 //!   the [`GroupTable`] that merges them. The merge is part of the contract:

@@ -454,14 +454,70 @@ mod tests {
     #[test]
     fn decodes_what_partial_encodes_by_name_and_by_position() {
         let p = sample();
-        let named = rmp_serde::to_vec_named(&p).unwrap();
+        // As tally-worker writes it (groups and states as arrays), wholly
+        // positional, and wholly by name (as a worker in another language
+        // may write it).
+        let ours = rmp_serde::to_vec_named(&p).unwrap();
         let positional = rmp_serde::to_vec(&p).unwrap();
-        for wire in [named, positional] {
+        let named = rmp_serde::to_vec_named(&by_name(&p)).unwrap();
+        assert_ne!(ours, named);
+        for wire in [ours, positional, named] {
             let packed: PackedPartial = decode(&wire).unwrap();
             assert_eq!(packed.len(), 3);
             assert_eq!(Partial::from(&packed), p);
             assert_eq!(PackedPartial::from(&p), packed);
+            assert_eq!(decode::<Partial>(&wire).unwrap(), p);
         }
+    }
+
+    /// `p` with its groups and states as maps keyed by field name.
+    fn by_name(p: &Partial) -> NamedPartial {
+        NamedPartial {
+            groups: p
+                .groups
+                .iter()
+                .map(|g| NamedGroup {
+                    key: g.key.clone(),
+                    rows: g.rows,
+                    values: g
+                        .values
+                        .iter()
+                        .map(|v| NamedState {
+                            count: v.count,
+                            sum_scaled: v.sum_scaled,
+                            scale: v.scale,
+                            sum_float: v.sum_float,
+                            min: v.min,
+                            max: v.max,
+                            m2: v.m2,
+                        })
+                        .collect(),
+                })
+                .collect(),
+        }
+    }
+
+    #[derive(serde::Serialize)]
+    struct NamedPartial {
+        groups: Vec<NamedGroup>,
+    }
+
+    #[derive(serde::Serialize)]
+    struct NamedGroup {
+        key: Vec<Option<ByteBuf>>,
+        rows: u64,
+        values: Vec<NamedState>,
+    }
+
+    #[derive(serde::Serialize)]
+    struct NamedState {
+        count: u64,
+        sum_scaled: i64,
+        scale: u8,
+        sum_float: f64,
+        min: f64,
+        max: f64,
+        m2: f64,
     }
 
     #[test]
@@ -473,20 +529,23 @@ mod tests {
         assert!(decode::<PackedPartial>(&missing_rows).is_err());
         assert!(decode::<Partial>(&missing_rows).is_err());
 
-        let wire = rmp_serde::to_vec_named(&sample()).unwrap();
-        for cut in 0..wire.len() {
-            assert!(
-                decode::<PackedPartial>(&wire[..cut]).is_err(),
-                "cut at {cut}"
-            );
-        }
-        for i in 0..wire.len() {
-            let mut bad = wire.clone();
-            bad[i] ^= 0xff;
-            // Never panics; when both decode, they agree.
-            let (a, b) = (decode::<PackedPartial>(&bad), decode::<Partial>(&bad));
-            if let (Ok(a), Ok(b)) = (a, b) {
-                assert_eq!(Partial::from(&a), b, "byte {i}");
+        let ours = rmp_serde::to_vec_named(&sample()).unwrap();
+        let named = rmp_serde::to_vec_named(&by_name(&sample())).unwrap();
+        for wire in [ours, named] {
+            for cut in 0..wire.len() {
+                assert!(
+                    decode::<PackedPartial>(&wire[..cut]).is_err(),
+                    "cut at {cut}"
+                );
+            }
+            for i in 0..wire.len() {
+                let mut bad = wire.clone();
+                bad[i] ^= 0xff;
+                // Never panics; when both decode, they agree.
+                let (a, b) = (decode::<PackedPartial>(&bad), decode::<Partial>(&bad));
+                if let (Ok(a), Ok(b)) = (a, b) {
+                    assert_eq!(Partial::from(&a), b, "byte {i}");
+                }
             }
         }
     }

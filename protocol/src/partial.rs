@@ -12,6 +12,14 @@
 //! sum, and the result does not depend on the order of the merge. Values in
 //! other forms (`1e5`, more than 18 digits) and exact sums that would
 //! overflow go to the float part.
+//!
+//! On the wire, [`GroupState`] and [`NumState`] are arrays of their fields
+//! in declaration order, while every other struct of the protocol is a map
+//! keyed by field name: a partial holds one group per key, thousands of
+//! them per chunk, and the field names were most of its bytes (about 80 of
+//! a 1BRC group's 130) and most of the time a coordinator spent decoding
+//! it. Both forms decode, with serde or by hand (see
+//! [`crate::PackedPartial`]), so a worker may send either.
 
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
@@ -30,7 +38,10 @@ pub const POW10: [i64; 19] = {
 };
 
 /// Aggregate state of one value column in one group.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// On the wire an array of its fields in order (see the module
+/// documentation); it decodes from that or from a map keyed by field name.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct NumState {
     /// Non-null values.
     pub count: u64,
@@ -225,7 +236,10 @@ impl NumState {
 }
 
 /// One group of a partial: its key, its row count, a state per value column.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// On the wire an array of its fields in order (see the module
+/// documentation); it decodes from that or from a map keyed by field name.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct GroupState {
     /// One entry per key column; `None` is the null key (an empty field).
     pub key: Vec<Option<ByteBuf>>,
@@ -233,6 +247,32 @@ pub struct GroupState {
     pub rows: u64,
     /// One state per [`crate::QuerySpec::value_columns`] entry.
     pub values: Vec<NumState>,
+}
+
+impl Serialize for NumState {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeTuple;
+        let mut t = s.serialize_tuple(7)?;
+        t.serialize_element(&self.count)?;
+        t.serialize_element(&self.sum_scaled)?;
+        t.serialize_element(&self.scale)?;
+        t.serialize_element(&self.sum_float)?;
+        t.serialize_element(&self.min)?;
+        t.serialize_element(&self.max)?;
+        t.serialize_element(&self.m2)?;
+        t.end()
+    }
+}
+
+impl Serialize for GroupState {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeTuple;
+        let mut t = s.serialize_tuple(3)?;
+        t.serialize_element(&self.key)?;
+        t.serialize_element(&self.rows)?;
+        t.serialize_element(&self.values)?;
+        t.end()
+    }
 }
 
 impl GroupState {
