@@ -205,7 +205,9 @@ run_memory() {
 write_meta() {
     local git_rev
     if git_rev=$(git rev-parse --short HEAD 2>/dev/null); then
-        git diff --quiet HEAD -- 2>/dev/null || git_rev="$git_rev (with uncommitted changes)"
+        # BENCHMARKS.md is this script's own output: a change there is not
+        # a change to what was measured.
+        git diff --quiet HEAD -- . ':!BENCHMARKS.md' 2>/dev/null || git_rev="$git_rev (with uncommitted changes)"
     else
         git_rev=unknown
     fi
