@@ -1,0 +1,78 @@
+//! The 1BRC query (`min, mean, max` of column 2 by column 1, `;`-separated,
+//! no header) through the delimited kernel in this process, on one core:
+//! no coordinator, no pipes. A way to time the kernel alone on a real file,
+//! where the criterion benchmarks use a synthetic chunk held in memory.
+//!
+//! ```sh
+//! cargo run --release -p tally-worker --example scan_file -- FILE [file|hot]
+//! ```
+//!
+//! `file` (the default) reads the file in 16 MiB tasks as a worker does;
+//! `hot` runs the first 16 MiB task as many times, with the chunk in cache.
+
+use std::error::Error;
+use std::time::Instant;
+
+use tally_worker::tally_protocol::{AggFunc, Aggregate, InputFormat, OnError, QuerySpec, Source};
+use tally_worker::Registry;
+
+const CHUNK: u64 = 16 << 20;
+
+fn main() -> Result<(), Box<dyn Error>> {
+    let mut args = std::env::args().skip(1);
+    let path = args.next().ok_or("usage: scan_file FILE [file|hot]")?;
+    let mode = args.next().unwrap_or_else(|| "file".into());
+    let query = QuerySpec {
+        kernel: "delimited".into(),
+        input: InputFormat {
+            delimiter: b';',
+            quote: None,
+            header: false,
+            columns: vec!["station".into(), "temp".into()],
+            format: Default::default(),
+        },
+        group_by: vec!["station".into()],
+        aggregates: [AggFunc::Min, AggFunc::Mean, AggFunc::Max]
+            .into_iter()
+            .map(|func| Aggregate {
+                func,
+                column: Some("temp".into()),
+            })
+            .collect(),
+        on_error: OnError::Fail,
+        panes: None,
+    };
+    let registry = Registry::with_builtins();
+    let kernel = registry.get("delimited").ok_or("no delimited kernel")?;
+    let mut prepared = kernel.prepare(&query).map_err(|e| e.message)?;
+    let len = std::fs::metadata(&path)?.len();
+    let ranges: Vec<(u64, u64)> = match mode.as_str() {
+        "file" => (0..len.div_ceil(CHUNK))
+            .map(|i| (i * CHUNK, ((i + 1) * CHUNK).min(len)))
+            .collect(),
+        "hot" => vec![(0, CHUNK.min(len)); len.div_ceil(CHUNK) as usize],
+        other => return Err(format!("unknown mode `{other}` (file or hot)").into()),
+    };
+    let started = Instant::now();
+    let mut records = 0;
+    for (start, end) in ranges {
+        let source = Source::FileRange {
+            path: path.clone(),
+            start,
+            end,
+            start_in_quotes: false,
+        };
+        records += prepared
+            .run(&source)
+            .map_err(|e| e.message)?
+            .counters
+            .records;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "{mode}: {records} records in {:.1} ms, {:.1} ns/record",
+        secs * 1e3,
+        secs * 1e9 / records.max(1) as f64
+    );
+    Ok(())
+}
