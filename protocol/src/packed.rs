@@ -21,28 +21,32 @@ use serde_bytes::ByteBuf;
 
 use crate::partial::{GroupState, NumState, Partial};
 
-/// Encodes a key into `out` (appending), unambiguously: per part a tag
-/// byte (0 null, 1 present), then for a present part its length (u64 LE)
-/// and bytes.
+/// Encodes a key into `out` (appending): [`push_key_part`] for each part.
 pub(crate) fn encode_key_into(key: &[Option<ByteBuf>], out: &mut Vec<u8>) {
     for part in key {
-        match part {
-            None => out.push(0),
-            Some(b) => push_part(out, b),
+        push_key_part(out, part.as_ref().map(|b| b.as_slice()));
+    }
+}
+
+/// Appends one key part to an encoded key, unambiguously: a tag byte (0
+/// null, 1 present), then for a present part its length (u64 LE) and
+/// bytes. The encoding of [`PackedGroup::encoded_key`]; a worker's group
+/// table uses it too, for keys of several columns.
+pub fn push_key_part(out: &mut Vec<u8>, part: Option<&[u8]>) {
+    match part {
+        None => out.push(0),
+        Some(bytes) => {
+            out.push(1);
+            out.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+            out.extend_from_slice(bytes);
         }
     }
 }
 
-/// Appends one present key part to an encoded key.
-fn push_part(out: &mut Vec<u8>, bytes: &[u8]) {
-    out.push(1);
-    out.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
-    out.extend_from_slice(bytes);
-}
-
-/// The key parts of an encoded key (see [`encode_key_into`]); a malformed
-/// encoding (not written by this module) ends the key where it breaks.
-pub(crate) fn decode_key(mut enc: &[u8]) -> Vec<Option<ByteBuf>> {
+/// The key parts of an encoded key (see [`push_key_part`]); a malformed
+/// encoding (not written by [`push_key_part`]) ends the key where it
+/// breaks.
+pub fn decode_key(mut enc: &[u8]) -> Vec<Option<ByteBuf>> {
     let mut key = Vec::new();
     while let Some((&tag, rest)) = enc.split_first() {
         if tag == 0 {
@@ -374,7 +378,7 @@ impl<'de> Visitor<'de> for KeyPartSeed<'_> {
     }
 
     fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<(), E> {
-        push_part(self.0, v);
+        push_key_part(self.0, Some(v));
         Ok(())
     }
 

@@ -3,6 +3,7 @@
 
 use hashbrown::HashTable;
 use serde_bytes::ByteBuf;
+use tally_protocol::packed::{decode_key, push_key_part};
 use tally_protocol::{GroupState, Partial};
 
 use super::accumulate::ValueAcc;
@@ -221,38 +222,12 @@ impl GroupTable {
     }
 }
 
-/// Appends the encoding of one key column to `out`: `0` for null, else `1`,
-/// the length as 8 bytes little-endian, the bytes.
+/// Appends the encoding of one key column to `out`, an empty field as
+/// the null key: the protocol's key encoding (decoded by
+/// [`decode_key`]).
 #[inline]
 pub(crate) fn encode_key(out: &mut Vec<u8>, field: &[u8]) {
-    if field.is_empty() {
-        out.push(0);
-    } else {
-        out.push(1);
-        out.extend_from_slice(&(field.len() as u64).to_le_bytes());
-        out.extend_from_slice(field);
-    }
-}
-
-/// The key columns of an [`encode_key`] encoding.
-fn decode_key(mut bytes: &[u8]) -> Vec<Option<ByteBuf>> {
-    let mut key = Vec::new();
-    while let Some((&tag, rest)) = bytes.split_first() {
-        if tag == 0 {
-            key.push(None);
-            bytes = rest;
-            continue;
-        }
-        let Some((len, rest)) = rest.split_first_chunk::<8>() else {
-            break;
-        };
-        let len = usize::try_from(u64::from_le_bytes(*len)).unwrap_or(usize::MAX);
-        let len = len.min(rest.len());
-        let (field, rest) = rest.split_at(len);
-        key.push(Some(ByteBuf::from(field.to_vec())));
-        bytes = rest;
-    }
-    key
+    push_key_part(out, (!field.is_empty()).then_some(field));
 }
 
 /// Key equality without a `memcmp` call for short keys (most group keys
