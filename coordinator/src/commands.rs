@@ -9,8 +9,8 @@ use anyhow::{Context, Result};
 use tally_coordinator::gen::{write_1brc, write_events, EventsSpec, OneBrcSpec};
 use tally_coordinator::pool::WorkerPool;
 use tally_coordinator::run::{run, RunSummary};
-use tally_coordinator::{query, ErrorPolicy, OutputFormat, RunConfig};
-use tally_protocol::{InputFormat, OnError, QuerySpec};
+use tally_coordinator::{ErrorPolicy, OutputFormat, RunConfig};
+use tally_protocol::QuerySpec;
 
 use crate::cli::{Cli, Command, DemoArgs, GenCommand, PoolArgs};
 
@@ -233,20 +233,7 @@ fn demo(args: &DemoArgs) -> Result<ExitCode> {
         let size = std::fs::metadata(&path)?.len();
         let config = RunConfig {
             inputs: vec![path.clone()],
-            query: QuerySpec {
-                kernel: "delimited".into(),
-                input: InputFormat {
-                    delimiter: b';',
-                    quote: None,
-                    header: false,
-                    columns: vec!["station".into(), "temp".into()],
-                    format: Default::default(),
-                },
-                group_by: vec!["station".into()],
-                aggregates: query::parse_aggregates("min(temp),mean(temp),max(temp)")?,
-                on_error: OnError::Fail,
-                panes: None,
-            },
+            query: QuerySpec::one_brc(),
             chunk_size: tally_coordinator::config::DEFAULT_CHUNK_SIZE,
             format: OutputFormat::OneBrc,
             pool: args.pool.to_config()?,

@@ -186,6 +186,32 @@ impl Aggregate {
 }
 
 impl QuerySpec {
+    /// The One Billion Row Challenge query, tally's yardstick: min, mean
+    /// and max of `temp` by `station` over `station;temp` lines (no header,
+    /// no quoting), with the built-in `delimited` kernel.
+    pub fn one_brc() -> Self {
+        QuerySpec {
+            kernel: "delimited".into(),
+            input: InputFormat {
+                delimiter: b';',
+                quote: None,
+                header: false,
+                columns: vec!["station".into(), "temp".into()],
+                format: RecordFormat::Delimited,
+            },
+            group_by: vec!["station".into()],
+            aggregates: [AggFunc::Min, AggFunc::Mean, AggFunc::Max]
+                .into_iter()
+                .map(|func| Aggregate {
+                    func,
+                    column: Some("temp".into()),
+                })
+                .collect(),
+            on_error: OnError::Fail,
+            panes: None,
+        }
+    }
+
     /// The distinct value columns, in order of first use. A group's
     /// [`crate::GroupState::values`] holds one state per entry, in this order.
     pub fn value_columns(&self) -> Vec<&str> {

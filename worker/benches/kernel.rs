@@ -7,7 +7,7 @@
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use serde_bytes::ByteBuf;
 use tally_worker::delimited::parse_number;
-use tally_worker::tally_protocol::{AggFunc, Aggregate, InputFormat, OnError, QuerySpec, Source};
+use tally_worker::tally_protocol::{AggFunc, Aggregate, QuerySpec, Source};
 use tally_worker::Registry;
 
 const SIZE: usize = 16 << 20;
@@ -43,29 +43,6 @@ fn measurements(stations: usize) -> Vec<u8> {
     out
 }
 
-fn query() -> QuerySpec {
-    QuerySpec {
-        kernel: "delimited".into(),
-        input: InputFormat {
-            delimiter: b';',
-            quote: None,
-            header: false,
-            columns: vec!["station".into(), "temp".into()],
-            format: Default::default(),
-        },
-        group_by: vec!["station".into()],
-        aggregates: [AggFunc::Min, AggFunc::Mean, AggFunc::Max]
-            .into_iter()
-            .map(|func| Aggregate {
-                func,
-                column: Some("temp".into()),
-            })
-            .collect(),
-        on_error: OnError::Fail,
-        panes: None,
-    }
-}
-
 /// A deterministic events CSV (the shape of `tally gen events`) of about
 /// `SIZE` bytes, without a header.
 fn events() -> Vec<u8> {
@@ -92,7 +69,7 @@ fn events() -> Vec<u8> {
 }
 
 fn events_query() -> QuerySpec {
-    let mut q = query();
+    let mut q = QuerySpec::one_brc();
     q.input.delimiter = b',';
     q.input.quote = Some(b'"');
     q.input.columns = [
@@ -136,7 +113,7 @@ fn kernel(c: &mut Criterion) {
     let mut group = c.benchmark_group("delimited");
     group.sample_size(20);
     let with_quote = |quote| {
-        let mut q = query();
+        let mut q = QuerySpec::one_brc();
         q.input.quote = quote;
         q
     };

@@ -13,7 +13,7 @@
 use std::error::Error;
 use std::time::Instant;
 
-use tally_worker::tally_protocol::{AggFunc, Aggregate, InputFormat, OnError, QuerySpec, Source};
+use tally_worker::tally_protocol::{QuerySpec, Source};
 use tally_worker::Registry;
 
 const CHUNK: u64 = 16 << 20;
@@ -22,26 +22,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     let mut args = std::env::args().skip(1);
     let path = args.next().ok_or("usage: scan_file FILE [file|hot]")?;
     let mode = args.next().unwrap_or_else(|| "file".into());
-    let query = QuerySpec {
-        kernel: "delimited".into(),
-        input: InputFormat {
-            delimiter: b';',
-            quote: None,
-            header: false,
-            columns: vec!["station".into(), "temp".into()],
-            format: Default::default(),
-        },
-        group_by: vec!["station".into()],
-        aggregates: [AggFunc::Min, AggFunc::Mean, AggFunc::Max]
-            .into_iter()
-            .map(|func| Aggregate {
-                func,
-                column: Some("temp".into()),
-            })
-            .collect(),
-        on_error: OnError::Fail,
-        panes: None,
-    };
+    let query = QuerySpec::one_brc();
     let registry = Registry::with_builtins();
     let kernel = registry.get("delimited").ok_or("no delimited kernel")?;
     let mut prepared = kernel.prepare(&query).map_err(|e| e.message)?;

@@ -152,25 +152,16 @@ pub fn run_main(registry: Registry) -> ExitCode {
 mod tests {
     use super::*;
     use serde_bytes::ByteBuf;
-    use tally_protocol::{AggFunc, Aggregate, InputFormat, OnError, QuerySpec};
+    use tally_protocol::{AggFunc, Aggregate, QuerySpec};
 
     fn query(kernel: &str) -> QuerySpec {
         QuerySpec {
             kernel: kernel.into(),
-            input: InputFormat {
-                delimiter: b';',
-                quote: None,
-                header: false,
-                columns: vec!["station".into(), "temp".into()],
-                format: Default::default(),
-            },
-            group_by: vec!["station".into()],
             aggregates: vec![Aggregate {
                 func: AggFunc::Mean,
                 column: Some("temp".into()),
             }],
-            on_error: OnError::Fail,
-            panes: None,
+            ..QuerySpec::one_brc()
         }
     }
 
