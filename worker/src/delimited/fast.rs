@@ -20,7 +20,7 @@
 //! the mapping) goes to the general path, record by record, so results are
 //! identical; the two tables are merged at the end of the task.
 
-use memchr::memchr;
+use memchr::{memchr, memchr3};
 
 use super::accumulate::ValueAcc;
 
@@ -565,24 +565,8 @@ fn long_record<const SQUARES: bool>(
     pat: &Patterns,
     table: &mut FastTable,
 ) -> Option<usize> {
-    // The key's end, 32 bytes at a time while 32 are left, then a byte at
-    // a time.
-    let mut at = pos + HEAD;
-    let p = loop {
-        if at + HEAD > data.len() {
-            let rest = data.get(at..).unwrap_or_default();
-            let found = rest
-                .iter()
-                .position(|&b| b == pat.delimiter || b == b'\n' || b == pat.quote)?;
-            break at + found;
-        }
-        // SAFETY: at + 32 <= data.len().
-        let stops = unsafe { pat.stops(data, at) };
-        if stops != 0 {
-            break at + stops.trailing_zeros() as usize;
-        }
-        at += HEAD;
-    };
+    let rest = data.get(pos + HEAD..).unwrap_or_default();
+    let p = pos + HEAD + memchr3(pat.delimiter, b'\n', pat.quote, rest)?;
     if data.get(p) != Some(&pat.delimiter) || p + 9 > data.len() {
         return None;
     }
