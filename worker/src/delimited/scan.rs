@@ -50,7 +50,7 @@ impl<E, F: FnMut(&[u8], &[Span], usize) -> Result<(), E>> RecordSink<E> for F {
 
 /// Bytes of a record window: records up to this long (most in CSV files)
 /// are split from one set of masks.
-const WINDOW: usize = 64;
+pub(crate) const WINDOW: usize = 64;
 
 /// Where each of `bytes` (the delimiter, the newline, the quote when there
 /// is one) is in the [`WINDOW`] bytes at `at`, a mask per byte value with a
@@ -58,7 +58,11 @@ const WINDOW: usize = 64;
 /// SSE2 compares (16 bytes each) instead of a search per field. `None` near
 /// the end of `data`, and on other processors.
 #[inline(always)]
-fn window_masks<const N: usize>(data: &[u8], at: usize, bytes: [u8; N]) -> Option<[u64; N]> {
+pub(crate) fn window_masks<const N: usize>(
+    data: &[u8],
+    at: usize,
+    bytes: [u8; N],
+) -> Option<[u64; N]> {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{

@@ -1,0 +1,270 @@
+//! How the fast loop holds what it reads: the delimiter, newline and quote
+//! bytes of a 64-byte window as bit masks, and a key's first [`HEAD`]
+//! bytes. [`Portable`] works on any processor (SSE2 on x86-64, words
+//! elsewhere); [`Avx2`] holds a key in one 256-bit register, so that
+//! masking, hashing and comparing it take a few instructions instead of a
+//! few per word. The scan picks one at run time.
+
+use super::super::scan::window_masks;
+
+/// Bytes of a key held in a table entry; longer keys also live in the
+/// arena and compare their rest there.
+pub(crate) const HEAD: usize = 32;
+
+/// What the fast loop needs of the processor's vectors. Every way gives
+/// the same masks, the same head words and the same hash inputs, so a
+/// table filled through one is read correctly through another.
+pub(crate) trait Lanes: Copy {
+    /// A key's first [`HEAD`] bytes, zero past its end.
+    type Key: Copy;
+
+    /// Bit `i` of mask `j` set where `data[at + i] == bytes[j]`, for the 64
+    /// bytes at `at`; `None` where this way has no cheap window.
+    ///
+    /// # Safety
+    /// `at + 64 <= data.len()`, and the processor supports this way.
+    unsafe fn classify(data: &[u8], at: usize, bytes: [u8; 3]) -> Option<[u64; 3]>;
+
+    /// The key of `len` bytes at `pos`.
+    ///
+    /// # Safety
+    /// `len <= HEAD`, `pos + HEAD <= data.len()`, and the processor
+    /// supports this way.
+    unsafe fn key(data: &[u8], pos: usize, len: usize) -> Self::Key;
+
+    /// The head words folded in two: `(w0 ^ w2, w1 ^ w3)`, what the table
+    /// hashes.
+    ///
+    /// # Safety
+    /// The processor supports this way.
+    unsafe fn fold(key: Self::Key) -> (u64, u64);
+
+    /// Whether `key` is `head` (four little-endian words).
+    ///
+    /// # Safety
+    /// The processor supports this way.
+    unsafe fn same(key: Self::Key, head: &[u64; 4]) -> bool;
+
+    /// The key as four little-endian words.
+    ///
+    /// # Safety
+    /// The processor supports this way.
+    unsafe fn words(key: Self::Key) -> [u64; 4];
+}
+
+/// `KEEP[len][i]`: the mask of the bytes of word `i` that belong to a key of
+/// `len` bytes (`len` ≤ [`HEAD`]).
+const KEEP: [[u64; 4]; HEAD + 1] = {
+    let mut t = [[0u64; 4]; HEAD + 1];
+    let mut len = 0;
+    while len <= HEAD {
+        let mut i = 0;
+        while i < 4 {
+            let left = len.saturating_sub(8 * i);
+            let bytes = if left > 8 { 8 } else { left };
+            t[len][i] = if bytes == 8 {
+                u64::MAX
+            } else {
+                (1u64 << (8 * bytes)) - 1
+            };
+            i += 1;
+        }
+        len += 1;
+    }
+    t
+};
+
+/// Reads 8 bytes at `at`, little-endian, without a bounds check.
+///
+/// # Safety
+/// `at + 8 <= data.len()`.
+#[inline(always)]
+pub(crate) unsafe fn load(data: &[u8], at: usize) -> u64 {
+    // SAFETY: the caller guarantees the 8 bytes are inside `data`; the read
+    // is unaligned.
+    let bytes = unsafe { data.as_ptr().add(at).cast::<[u8; 8]>().read_unaligned() };
+    u64::from_le_bytes(bytes)
+}
+
+/// Words, and SSE2 windows on x86-64: every processor.
+#[derive(Clone, Copy)]
+pub(crate) struct Portable;
+
+impl Lanes for Portable {
+    type Key = [u64; 4];
+
+    #[inline(always)]
+    unsafe fn classify(data: &[u8], at: usize, bytes: [u8; 3]) -> Option<[u64; 3]> {
+        window_masks(data, at, bytes)
+    }
+
+    #[inline(always)]
+    unsafe fn key(data: &[u8], pos: usize, len: usize) -> [u64; 4] {
+        // SAFETY: the caller guarantees `len <= HEAD`, and the four words
+        // end at pos + HEAD <= data.len().
+        unsafe {
+            let keep = KEEP.get_unchecked(len);
+            [
+                load(data, pos) & keep[0],
+                load(data, pos + 8) & keep[1],
+                load(data, pos + 16) & keep[2],
+                load(data, pos + 24) & keep[3],
+            ]
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn fold(key: [u64; 4]) -> (u64, u64) {
+        (key[0] ^ key[2], key[1] ^ key[3])
+    }
+
+    #[inline(always)]
+    unsafe fn same(key: [u64; 4], head: &[u64; 4]) -> bool {
+        ((key[0] ^ head[0]) | (key[1] ^ head[1]) | (key[2] ^ head[2]) | (key[3] ^ head[3])) == 0
+    }
+
+    #[inline(always)]
+    unsafe fn words(key: [u64; 4]) -> [u64; 4] {
+        key
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+pub(crate) use avx2::Avx2;
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::{
+        __m256i, _mm256_and_si256, _mm256_castsi256_si128, _mm256_cmpeq_epi8,
+        _mm256_extracti128_si256, _mm256_loadu_si256, _mm256_movemask_epi8, _mm256_set1_epi8,
+        _mm256_storeu_si256, _mm256_testz_si256, _mm256_xor_si256, _mm_cvtsi128_si64,
+        _mm_extract_epi64, _mm_xor_si128,
+    };
+
+    use super::{Lanes, HEAD};
+
+    /// 32 bytes of ones then 32 of zeros: the 32 bytes from `HEAD - len`
+    /// keep the first `len` bytes of a key.
+    static KEEP_BYTES: [u8; 2 * HEAD] = {
+        let mut t = [0u8; 2 * HEAD];
+        let mut i = 0;
+        while i < HEAD {
+            t[i] = 0xFF;
+            i += 1;
+        }
+        t
+    };
+
+    /// AVX2 (Haswell, 2013, and later; Zen): a key in one register.
+    #[derive(Clone, Copy)]
+    pub(crate) struct Avx2;
+
+    impl Lanes for Avx2 {
+        type Key = __m256i;
+
+        #[inline]
+        #[target_feature(enable = "avx2")]
+        unsafe fn classify(data: &[u8], at: usize, bytes: [u8; 3]) -> Option<[u64; 3]> {
+            // SAFETY: the caller guarantees 64 readable bytes at `at`;
+            // `loadu` has no alignment requirement.
+            let (lo, hi) = unsafe {
+                let p = data.as_ptr().add(at).cast::<__m256i>();
+                (_mm256_loadu_si256(p), _mm256_loadu_si256(p.add(1)))
+            };
+            Some(bytes.map(|b| {
+                let pattern = _mm256_set1_epi8(b as i8);
+                let low = _mm256_movemask_epi8(_mm256_cmpeq_epi8(lo, pattern)) as u32;
+                let high = _mm256_movemask_epi8(_mm256_cmpeq_epi8(hi, pattern)) as u32;
+                u64::from(low) | (u64::from(high) << 32)
+            }))
+        }
+
+        #[inline]
+        #[target_feature(enable = "avx2")]
+        unsafe fn key(data: &[u8], pos: usize, len: usize) -> __m256i {
+            // SAFETY: the caller guarantees pos + HEAD <= data.len() and
+            // len <= HEAD, so both 32-byte reads are in bounds.
+            unsafe {
+                let bytes = _mm256_loadu_si256(data.as_ptr().add(pos).cast());
+                let keep = _mm256_loadu_si256(KEEP_BYTES.as_ptr().add(HEAD - len).cast());
+                _mm256_and_si256(bytes, keep)
+            }
+        }
+
+        #[inline]
+        #[target_feature(enable = "avx2")]
+        unsafe fn fold(key: __m256i) -> (u64, u64) {
+            let folded = _mm_xor_si128(
+                _mm256_castsi256_si128(key),
+                _mm256_extracti128_si256::<1>(key),
+            );
+            (
+                _mm_cvtsi128_si64(folded) as u64,
+                _mm_extract_epi64::<1>(folded) as u64,
+            )
+        }
+
+        #[inline]
+        #[target_feature(enable = "avx2")]
+        unsafe fn same(key: __m256i, head: &[u64; 4]) -> bool {
+            // SAFETY: `head` is 32 readable bytes.
+            let stored = unsafe { _mm256_loadu_si256(head.as_ptr().cast()) };
+            let differ = _mm256_xor_si256(key, stored);
+            _mm256_testz_si256(differ, differ) == 1
+        }
+
+        #[inline]
+        #[target_feature(enable = "avx2")]
+        unsafe fn words(key: __m256i) -> [u64; 4] {
+            let mut out = [0u64; 4];
+            // SAFETY: `out` is 32 writable bytes; `storeu` has no alignment
+            // requirement.
+            unsafe { _mm256_storeu_si256(out.as_mut_ptr().cast(), key) };
+            // The register holds the bytes in memory order; words are read
+            // little-endian, as `load` reads them.
+            out.map(u64::from_le)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Both ways agree on keys of every length at every offset.
+    #[test]
+    fn ways_agree() {
+        let data: Vec<u8> = (0..200u32).map(|i| (i * 37 % 251) as u8).collect();
+        for pos in 0..(data.len() - 64) {
+            for len in 0..=HEAD {
+                // SAFETY: pos + 64 <= data.len(), len <= HEAD.
+                let portable = unsafe { Portable::key(&data, pos, len) };
+                let mut expect = [0u8; HEAD];
+                expect[..len].copy_from_slice(&data[pos..pos + len]);
+                let words: Vec<u64> = expect
+                    .chunks(8)
+                    .map(|c| u64::from_le_bytes(c.try_into().unwrap_or_default()))
+                    .collect();
+                assert_eq!(&portable[..], &words[..]);
+                #[cfg(target_arch = "x86_64")]
+                if std::arch::is_x86_feature_detected!("avx2") {
+                    // SAFETY: as above, and the processor has AVX2.
+                    unsafe {
+                        let k = Avx2::key(&data, pos, len);
+                        assert_eq!(Avx2::words(k), portable);
+                        assert_eq!(Avx2::fold(k), Portable::fold(portable));
+                        assert!(Avx2::same(k, &portable));
+                        let mut other = portable;
+                        other[len.min(HEAD - 1) / 8] ^= 1 << 60;
+                        assert!(!Avx2::same(k, &other));
+                        let bytes = [data[pos + 3], b'\n', data[pos + 9]];
+                        assert_eq!(
+                            Avx2::classify(&data, pos, bytes),
+                            Portable::classify(&data, pos, bytes)
+                        );
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,311 @@
+//! The fast path's group table: open addressing over cache-line entries
+//! that hold a key's first [`HEAD`] bytes and integer sums of its values.
+
+use super::super::accumulate::ValueAcc;
+use super::lanes::{Lanes, HEAD};
+
+/// The table's hash of a key's head, folded in two words by
+/// [`Lanes::fold`]: one 64x64-bit multiplication, its halves xored. Keys
+/// with the same head and another length (`ab`, `ab\0`) share a hash and
+/// are told apart by their length.
+#[inline(always)]
+fn mix(a: u64, b: u64) -> u64 {
+    const K0: u64 = 0x243F_6A88_85A3_08D3;
+    const K1: u64 = 0x9E37_79B9_7F4A_7C15;
+    let p = u128::from(a ^ K0) * u128::from(b ^ K1);
+    (p as u64) ^ ((p >> 64) as u64)
+}
+
+/// The hash of a key longer than [`HEAD`]: its head's, and its last 8
+/// bytes, so that long keys sharing their head still spread.
+fn long_hash(head_hash: u64, key: &[u8]) -> u64 {
+    let mut tail = [0u8; 8];
+    if let Some(last) = key.get(key.len().saturating_sub(8)..) {
+        tail.get_mut(..last.len())
+            .unwrap_or_default()
+            .copy_from_slice(last);
+    }
+    head_hash ^ u64::from_le_bytes(tail).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
+/// One group of the fast table, stored in the table itself (no index to
+/// follow: a lookup is one dependent load). One cache line: the key's first
+/// 32 bytes (zero-padded, most keys entire), its length (0: a free entry),
+/// and integer sums of the values in tenths.
+#[repr(C, align(64))]
+#[derive(Clone, Copy)]
+struct Entry {
+    head: [u64; 4],
+    key_len: u32,
+    min: i16,
+    max: i16,
+    count: u64,
+    sum: i64,
+    sum_sq: i64,
+}
+
+/// A free entry.
+const FREE: Entry = Entry {
+    head: [0; 4],
+    key_len: 0,
+    min: i16::MAX,
+    max: i16::MIN,
+    count: 0,
+    sum: 0,
+    sum_sq: 0,
+};
+
+/// Entries up to which the fast table stays at most an eighth full: a
+/// lookup then almost always hits on its first probe, and the probe loop's
+/// branch stays predictable (a table half full sent a quarter of Q1's
+/// records round the loop again, at the cost of a mispredicted branch:
+/// Q1 on one core 0.81 s at half full, 0.50 s at an eighth). The sparse
+/// entries cost no cache: only the lines of groups that exist are read.
+/// Past this size (8 MiB, 16,384 groups) the table may fill to half.
+const SPARSE_ENTRIES: usize = 1 << 17;
+
+/// Groups the fast table takes at most (8 MiB of entries at half full);
+/// records of further keys go to the general path, so a chunk of ever new
+/// keys costs the fast path bounded memory.
+const MAX_GROUPS: usize = 1 << 16;
+
+/// An open-addressing table (linear probing, power-of-two size, an eighth
+/// to half full, see [`SPARSE_ENTRIES`]) of [`Entry`]s.
+pub(crate) struct FastTable {
+    entries: Vec<Entry>,
+    /// Indices of the entries in use, in insertion order.
+    used: Vec<u32>,
+    /// Per entry in use: where its key starts in `arena` (read to compare
+    /// keys longer than [`HEAD`] bytes, and to hand the keys out).
+    key_at: Vec<usize>,
+    arena: Vec<u8>,
+    /// Whether the query needs sums of squares (variance).
+    squares: bool,
+}
+
+/// A merged group: key bytes, count, sum, sum of squares, min, max (tenths).
+pub(crate) struct FastGroup<'a> {
+    pub(crate) key: &'a [u8],
+    pub(crate) count: u64,
+    pub(crate) sum: i64,
+    pub(crate) sum_sq: i64,
+    pub(crate) min: i64,
+    pub(crate) max: i64,
+}
+
+impl FastGroup<'_> {
+    /// Adds this group's values (tenths: scale 1) to `acc`.
+    pub(crate) fn merge_into(&self, acc: &mut ValueAcc) {
+        acc.merge_exact(
+            self.count,
+            i128::from(self.sum),
+            i128::from(self.sum_sq),
+            1,
+            self.min,
+            self.max,
+        );
+    }
+}
+
+/// Whether `a` and `b`, of the same length above [`HEAD`] bytes, agree
+/// after their first [`HEAD`] bytes, compared a word at a time.
+fn tail_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.get(HEAD..) == b.get(HEAD..)
+}
+
+/// The `len` bytes of `arena` where `key_at[i]` says.
+fn key_in<'a>(arena: &'a [u8], key_at: &[usize], i: usize, len: u32) -> &'a [u8] {
+    key_at
+        .get(i)
+        .and_then(|&at| arena.get(at..at + len as usize))
+        .unwrap_or_default()
+}
+
+impl FastTable {
+    /// An empty table; `squares`: keep sums of squares.
+    pub(crate) fn new(squares: bool) -> Self {
+        const FIRST_ENTRIES: usize = 4096;
+        FastTable {
+            entries: vec![FREE; FIRST_ENTRIES],
+            used: Vec::new(),
+            key_at: vec![0; FIRST_ENTRIES],
+            arena: Vec::new(),
+            squares,
+        }
+    }
+
+    /// Empties every group, keeping the keys: a task on a chunk of the
+    /// same file mostly meets the same keys, and finds them in place.
+    pub(crate) fn reset(&mut self) {
+        for &i in &self.used {
+            if let Some(e) = self.entries.get_mut(i as usize) {
+                e.count = 0;
+                e.sum = 0;
+                e.sum_sq = 0;
+                e.min = i16::MAX;
+                e.max = i16::MIN;
+            }
+        }
+    }
+
+    /// Whether the table is small enough to keep for the next task: a file
+    /// with ever new keys would otherwise hold on to the most memory any
+    /// task needed.
+    pub(crate) fn worth_keeping(&self) -> bool {
+        const MAX_KEPT_GROUPS: usize = 1 << 14;
+        const MAX_KEPT_KEY_BYTES: usize = 4 << 20;
+        self.used.len() <= MAX_KEPT_GROUPS && self.arena.len() <= MAX_KEPT_KEY_BYTES
+    }
+
+    /// Whether the table keeps sums of squares.
+    pub(crate) fn squares(&self) -> bool {
+        self.squares
+    }
+
+    /// Records added.
+    pub(crate) fn records(&self) -> u64 {
+        self.groups().map(|g| g.count).sum()
+    }
+
+    /// The bytes of the key of the entry at `i`, `len` bytes long.
+    fn key_of(&self, i: usize, len: u32) -> &[u8] {
+        key_in(&self.arena, &self.key_at, i, len)
+    }
+
+    /// Adds `value` (tenths, within ±999) to the group of `key`, whose
+    /// first [`HEAD`] bytes, zero-padded, are `head`; `false` (and the
+    /// table untouched) when the key is new and the table has
+    /// [`MAX_GROUPS`]. `SQUARES` is `self.squares`, as a constant.
+    ///
+    /// # Safety
+    /// The processor supports `L`.
+    #[inline(always)]
+    pub(super) unsafe fn add<L: Lanes, const SQUARES: bool>(
+        &mut self,
+        key: &[u8],
+        head: L::Key,
+        value: i64,
+    ) -> bool {
+        // SAFETY (every `L` call): the caller guarantees the processor.
+        let (a, b) = unsafe { L::fold(head) };
+        let mut hash = mix(a, b);
+        if key.len() > HEAD {
+            hash = long_hash(hash, key);
+        }
+        let mask = self.entries.len() - 1;
+        let mut i = (hash as usize) & mask;
+        loop {
+            // SAFETY: `entries.len()` is a power of two (see `new`, `grow`),
+            // so `i & mask` is in bounds.
+            let e = unsafe { self.entries.get_unchecked_mut(i) };
+            if unsafe { L::same(head, &e.head) }
+                && e.key_len as usize == key.len()
+                && (key.len() <= HEAD
+                    || self
+                        .key_at
+                        .get(i)
+                        .and_then(|&at| self.arena.get(at..at + key.len()))
+                        .is_some_and(|stored| tail_eq(key, stored)))
+            {
+                // SAFETY: as above.
+                let e = unsafe { self.entries.get_unchecked_mut(i) };
+                // Values in tenths are within ±999: the narrowing is exact.
+                let v = value as i16;
+                e.count += 1;
+                e.sum += value;
+                if SQUARES {
+                    e.sum_sq += value * value;
+                }
+                e.min = e.min.min(v);
+                e.max = e.max.max(v);
+                return true;
+            }
+            if e.key_len == 0 {
+                return self.insert(i, key, unsafe { L::words(head) }, value);
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    #[cold]
+    fn insert(&mut self, i: usize, key: &[u8], head: [u64; 4], value: i64) -> bool {
+        if self.used.len() >= MAX_GROUPS {
+            return false;
+        }
+        // A key longer than u32::MAX bytes cannot be in a chunk that fits
+        // in memory; saturating keeps such a key apart from shorter ones.
+        let key_len = u32::try_from(key.len()).unwrap_or(u32::MAX);
+        let v = value as i16;
+        let entry = Entry {
+            head,
+            key_len,
+            min: v,
+            max: v,
+            count: 1,
+            sum: value,
+            sum_sq: if self.squares { value * value } else { 0 },
+        };
+        if let (Some(e), Some(at)) = (self.entries.get_mut(i), self.key_at.get_mut(i)) {
+            *e = entry;
+            *at = self.arena.len();
+            self.arena.extend_from_slice(key);
+        }
+        // MAX_GROUPS keeps indices far below u32::MAX.
+        self.used.push(i as u32);
+        let load = if self.entries.len() < SPARSE_ENTRIES {
+            8
+        } else {
+            2
+        };
+        if self.used.len() * load > self.entries.len() {
+            self.grow();
+        }
+        true
+    }
+
+    /// Doubles the table, placing every group again.
+    fn grow(&mut self) {
+        let size = self.entries.len() * 2;
+        let mask = size - 1;
+        let mut entries = vec![FREE; size];
+        let mut key_at = vec![0; size];
+        for slot in &mut self.used {
+            let old = *slot as usize;
+            let Some(&e) = self.entries.get(old) else {
+                continue;
+            };
+            let key = key_in(&self.arena, &self.key_at, old, e.key_len);
+            let mut hash = mix(e.head[0] ^ e.head[2], e.head[1] ^ e.head[3]);
+            if key.len() > HEAD {
+                hash = long_hash(hash, key);
+            }
+            let mut i = (hash as usize) & mask;
+            while entries.get(i).is_some_and(|n| n.key_len != 0) {
+                i = (i + 1) & mask;
+            }
+            if let (Some(n), Some(at)) = (entries.get_mut(i), key_at.get_mut(i)) {
+                *n = e;
+                *at = self.key_at.get(old).copied().unwrap_or(0);
+            }
+            *slot = i as u32;
+        }
+        self.entries = entries;
+        self.key_at = key_at;
+    }
+
+    /// The groups with records, in the order their keys were first seen.
+    pub(crate) fn groups(&self) -> impl Iterator<Item = FastGroup<'_>> {
+        self.used.iter().filter_map(|&i| {
+            let i = i as usize;
+            let e = self.entries.get(i)?;
+            (e.count > 0).then(|| FastGroup {
+                key: self.key_of(i, e.key_len),
+                count: e.count,
+                sum: e.sum,
+                sum_sq: e.sum_sq,
+                min: i64::from(e.min),
+                max: i64::from(e.max),
+            })
+        })
+    }
+}
