@@ -208,7 +208,7 @@ unsafe fn fast_record<L: Lanes, const SQUARES: bool>(
     unsafe {
         let key = data.get_unchecked(pos..p);
         table
-            .add::<L, SQUARES>(key, L::key(data, pos, len), value)
+            .add::<L, SQUARES, true>(key, L::key(data, pos, len), value)
             .then_some(p + 1 + used)
     }
 }
@@ -234,7 +234,7 @@ unsafe fn long_record<L: Lanes, const SQUARES: bool>(
     // SAFETY: pos + HEAD <= p < data.len(); the caller guarantees `L`.
     unsafe {
         table
-            .add::<L, SQUARES>(key, L::key(data, pos, HEAD), value)
+            .add::<L, SQUARES, false>(key, L::key(data, pos, HEAD), value)
             .then_some(p + 1 + used)
     }
 }
@@ -420,11 +420,11 @@ unsafe fn pairs<L: Lanes, const SQUARES: bool>(
         // caller guarantees `L`.
         unsafe {
             let key1 = data.get_unchecked(pos..pos + d1);
-            if !table.add::<L, SQUARES>(key1, L::key(data, pos, d1), value1) {
+            if !table.add::<L, SQUARES, true>(key1, L::key(data, pos, d1), value1) {
                 break;
             }
             let key2 = data.get_unchecked(pos + start2..pos + d2);
-            if !table.add::<L, SQUARES>(key2, L::key(data, pos + start2, len2), value2) {
+            if !table.add::<L, SQUARES, true>(key2, L::key(data, pos + start2, len2), value2) {
                 return pos + start2;
             }
         }

@@ -175,12 +175,14 @@ impl FastTable {
     /// Adds `value` (tenths, within ±999) to the group of `key`, whose
     /// first [`HEAD`] bytes, zero-padded, are `head`; `false` (and the
     /// table untouched) when the key is new and the table has
-    /// [`MAX_GROUPS`]. `SQUARES` is `self.squares`, as a constant.
+    /// [`MAX_GROUPS`]. `SQUARES` is `self.squares`, as a constant;
+    /// `SHORT`: the key is known to have at most [`HEAD`] bytes (no tail to
+    /// hash or compare).
     ///
     /// # Safety
     /// The processor supports `L`.
     #[inline(always)]
-    pub(super) unsafe fn add<L: Lanes, const SQUARES: bool>(
+    pub(super) unsafe fn add<L: Lanes, const SQUARES: bool, const SHORT: bool>(
         &mut self,
         key: &[u8],
         head: L::Key,
@@ -188,8 +190,9 @@ impl FastTable {
     ) -> bool {
         // SAFETY (every `L` call): the caller guarantees the processor.
         let (a, b) = unsafe { L::fold(head) };
+        let short = SHORT || key.len() <= HEAD;
         let mut hash = mix(a, b);
-        if key.len() > HEAD {
+        if !short {
             hash = long_hash(hash, key);
         }
         let mask = self.entries.len() - 1;
@@ -200,7 +203,7 @@ impl FastTable {
             let e = unsafe { self.entries.get_unchecked_mut(i) };
             if unsafe { L::same(head, &e.head) }
                 && e.key_len as usize == key.len()
-                && (key.len() <= HEAD
+                && (short
                     || self
                         .key_at
                         .get(i)
