@@ -47,35 +47,87 @@ pub(crate) fn parse_tenths(word: u64) -> Option<(i64, usize)> {
     ))
 }
 
+/// What a value of one length and sign must look like in the word that
+/// ends before its newline: the digit bytes, the fixed bytes (point, sign)
+/// and their values, and the digits' low nibbles once the word is shifted
+/// right by 3 bytes (tens, units, fraction in bytes 1, 2, 4).
+#[derive(Clone, Copy)]
+struct Shape {
+    digits: u64,
+    fixed: u64,
+    expect: u64,
+    nibbles: u64,
+}
+
+/// Per `2 * len + neg` for lengths 0 to 7: the four shapes a value can have
+/// (`d.d`, `dd.d`, `-d.d`, `-dd.d`); every other entry has a fixed byte
+/// that nothing matches.
+const SHAPES: [Shape; 16] = {
+    let never = Shape {
+        digits: 0,
+        fixed: 0,
+        expect: 1,
+        nibbles: 0,
+    };
+    let mut t = [never; 16];
+    let mut i = 0;
+    while i < 16 {
+        let (len, neg) = (i / 2, i % 2 == 1);
+        let int_digits = len as i64 - 2 - neg as i64;
+        if int_digits == 1 || int_digits == 2 {
+            // Byte 7 the fraction, 6 the point, 5 (and 4) the integer
+            // digits, then the sign.
+            let first = 8 - len;
+            let mut digits = 0xFFu64 << 56;
+            let mut b = first + neg as usize;
+            while b < 6 {
+                digits |= 0xFF << (8 * b);
+                b += 1;
+            }
+            let mut fixed = 0xFFu64 << 48;
+            let mut expect = (b'.' as u64) << 48;
+            if neg {
+                fixed |= 0xFF << (8 * first);
+                expect |= (b'-' as u64) << (8 * first);
+            }
+            t[i] = Shape {
+                digits,
+                fixed,
+                expect,
+                nibbles: (digits >> 24) & 0x0F0F_0F0F_0F0F_0F0F,
+            };
+        }
+        i += 1;
+    }
+    t
+};
+
 /// [`parse_tenths`] for a value whose length is known: `len` bytes that
 /// end just before a newline, `word` the 8 bytes before that newline
 /// (the value right-aligned, what precedes it ignored). The loop that
 /// knows where each record ends (from its window's masks) reads the value
-/// this way: every shift is known before the word is loaded, and the digits
-/// always sit in the same bytes (tens 4, units 5, fraction 7), so the
-/// parse is a short chain of instructions after the load.
+/// this way: the length and sign pick the value's shape from a small
+/// table, and the digits always sit in the same bytes (tens 4, units 5,
+/// fraction 7), so there is no search for the point and no shift that
+/// depends on it.
 #[inline(always)]
 pub(crate) fn parse_tenths_ending(word: u64, len: usize) -> Option<i64> {
     const ZEROS: u64 = 0x3030_3030_3030_3030;
     const PAST_NINE: u64 = 0x7676_7676_7676_7676;
     const HIGH: u64 = 0x8080_8080_8080_8080;
-    const POINT: u64 = 0xFF << 48;
-    // Bit offset of the value's first byte: 40, 32 or 24 for 3 to 5 bytes.
-    let first = (8u32.wrapping_sub(len as u32) * 8) & 63;
-    let sign_byte = 0xFFu64 << first;
-    let neg = (word & sign_byte) == (u64::from(b'-') << first);
-    let digits = (u64::MAX << first) & !POINT & !(if neg { sign_byte } else { 0 });
-    // As in `parse_tenths`; the bytes before the value (its key) are
-    // cleared so that no carry runs from them into a digit.
-    let t = (word ^ ZEROS) & digits;
-    let bad = ((t | t.wrapping_add(PAST_NINE)) & HIGH) | ((word ^ (u64::from(b'.') << 48)) & POINT);
-    // One or two integer digits.
-    let int_digits = len.wrapping_sub(2 + usize::from(neg));
-    if bad != 0 || !(1..=2).contains(&int_digits) {
+    let len = len.min(7);
+    // The value's first byte, where a sign would be.
+    let neg = (word >> (8 * (8 - len) & 63)) as u8 == b'-';
+    // SAFETY-free indexing: 2 * 7 + 1 < 16.
+    let shape = SHAPES[(2 * len + usize::from(neg)) & 15];
+    // As in `parse_tenths`; bytes that are not digits are cleared first,
+    // so that no carry runs from them (the key, the sign) into a digit.
+    let t = (word ^ ZEROS) & shape.digits;
+    let bad = ((t | t.wrapping_add(PAST_NINE)) & HIGH) | ((word & shape.fixed) ^ shape.expect);
+    if bad != 0 {
         return None;
     }
-    // Tens, units and fraction to bytes 1, 2 and 4, as in `parse_tenths`.
-    let aligned = ((word & digits) >> 24) & 0x0F_000F_0F00;
+    let aligned = (word >> 24) & shape.nibbles;
     let abs = (aligned.wrapping_mul(0x640A_0001) >> 32) & 0x3FF;
     let sign = -i64::from(neg);
     Some((abs as i64 ^ sign) - sign)
