@@ -117,8 +117,8 @@ pub(crate) fn parse_tenths_ending(word: u64, len: usize) -> Option<i64> {
     const HIGH: u64 = 0x8080_8080_8080_8080;
     let len = len.min(7);
     // The value's first byte, where a sign would be.
-    let neg = (word >> (8 * (8 - len) & 63)) as u8 == b'-';
-    // SAFETY-free indexing: 2 * 7 + 1 < 16.
+    let neg = (word >> ((8 * (8 - len)) & 63)) as u8 == b'-';
+    // 2 * 7 + 1 < 16: the index is always in bounds.
     let shape = SHAPES[(2 * len + usize::from(neg)) & 15];
     // As in `parse_tenths`; bytes that are not digits are cleared first,
     // so that no carry runs from them (the key, the sign) into a digit.
