@@ -405,11 +405,20 @@ unsafe fn pairs<L: Lanes, const SQUARES: bool>(
             break;
         }
         // SAFETY: each value word is the 8 bytes before a newline inside
-        // the window, and pos >= 8: they lie within data[pos - 8..pos + 64].
+        // the window, and pos >= 8: they lie within data[pos - 8..pos + 64];
+        // each value's first byte is inside the window.
         let (value1, value2) = unsafe {
             (
-                parse_tenths_ending(load(data, pos + n1 - 8), n1 - d1 - 1),
-                parse_tenths_ending(load(data, pos + n2 - 8), n2 - d2 - 1),
+                parse_tenths_ending(
+                    load(data, pos + n1 - 8),
+                    n1 - d1 - 1,
+                    *data.get_unchecked(pos + d1 + 1),
+                ),
+                parse_tenths_ending(
+                    load(data, pos + n2 - 8),
+                    n2 - d2 - 1,
+                    *data.get_unchecked(pos + d2 + 1),
+                ),
             )
         };
         let (Some(value1), Some(value2)) = (value1, value2) else {

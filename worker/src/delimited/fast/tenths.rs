@@ -104,20 +104,20 @@ const SHAPES: [Shape; 16] = {
 
 /// [`parse_tenths`] for a value whose length is known: `len` bytes that
 /// end just before a newline, `word` the 8 bytes before that newline
-/// (the value right-aligned, what precedes it ignored). The loop that
+/// (the value right-aligned, what precedes it ignored), `first` the
+/// value's first byte (where a sign would be). The loop that
 /// knows where each record ends (from its window's masks) reads the value
 /// this way: the length and sign pick the value's shape from a small
 /// table, and the digits always sit in the same bytes (tens 4, units 5,
 /// fraction 7), so there is no search for the point and no shift that
 /// depends on it.
 #[inline(always)]
-pub(crate) fn parse_tenths_ending(word: u64, len: usize) -> Option<i64> {
+pub(crate) fn parse_tenths_ending(word: u64, len: usize, first: u8) -> Option<i64> {
     const ZEROS: u64 = 0x3030_3030_3030_3030;
     const PAST_NINE: u64 = 0x7676_7676_7676_7676;
     const HIGH: u64 = 0x8080_8080_8080_8080;
     let len = len.min(7);
-    // The value's first byte, where a sign would be.
-    let neg = (word >> ((8 * (8 - len)) & 63)) as u8 == b'-';
+    let neg = first == b'-';
     // 2 * 7 + 1 < 16: the index is always in bounds.
     let shape = SHAPES[(2 * len + usize::from(neg)) & 15];
     // As in `parse_tenths`; bytes that are not digits are cleared first,
@@ -252,8 +252,9 @@ mod tests {
                 } else {
                     reference(text[..8].try_into().unwrap_or(&[0; 8])).map(|(v, _)| v)
                 };
+                let first = if len == 0 { b'\n' } else { bytes[8 - len] };
                 assert_eq!(
-                    parse_tenths_ending(u64::from_le_bytes(bytes), len),
+                    parse_tenths_ending(u64::from_le_bytes(bytes), len, first),
                     want,
                     "{:?} {len}",
                     String::from_utf8_lossy(&bytes)
