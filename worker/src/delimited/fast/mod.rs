@@ -590,6 +590,38 @@ mod tests {
         Some(if neg { -v } else { v })
     }
 
+    /// Past [`table::MAX_GROUPS`] keys the table takes no new key: the
+    /// records of further keys go to the general path, in file order, and
+    /// those of keys it has still land in the table.
+    #[test]
+    fn a_full_table_hands_new_keys_on() {
+        let keys = table::MAX_GROUPS + 1000;
+        let mut data = Vec::new();
+        let mut starts = Vec::new();
+        for round in 0..2 {
+            for k in 0..keys {
+                starts.push((k, data.len()));
+                data.extend_from_slice(format!("key{k};{}.5\n", round + 1).as_bytes());
+            }
+        }
+        let end = data.len();
+        data.extend_from_slice(&[b'\n'; 128]);
+        let (groups, general) = run_all_ways(&data, end);
+        assert_eq!(groups.len(), table::MAX_GROUPS);
+        // Every key was seen first in the first round, in order: the table
+        // holds the first MAX_GROUPS keys, both rounds of each.
+        for k in 0..table::MAX_GROUPS {
+            let key = format!("key{k}").into_bytes();
+            assert_eq!(groups.get(&key), Some(&(2, 15 + 25, 15, 25)), "key{k}");
+        }
+        let want: Vec<usize> = starts
+            .iter()
+            .filter(|&&(k, _)| k >= table::MAX_GROUPS)
+            .map(|&(_, at)| at)
+            .collect();
+        assert_eq!(general, want);
+    }
+
     /// A quote byte in a key stops the scan (the task is read again with
     /// quote rules), wherever the record falls in a window.
     #[test]

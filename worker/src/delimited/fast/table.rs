@@ -67,7 +67,7 @@ const SPARSE_ENTRIES: usize = 1 << 17;
 /// Groups the fast table takes at most (8 MiB of entries at half full);
 /// records of further keys go to the general path, so a chunk of ever new
 /// keys costs the fast path bounded memory.
-const MAX_GROUPS: usize = 1 << 16;
+pub(super) const MAX_GROUPS: usize = 1 << 16;
 
 /// An open-addressing table (linear probing, power-of-two size, an eighth
 /// to half full, see [`SPARSE_ENTRIES`]) of [`Entry`]s.
