@@ -260,14 +260,28 @@ pub(crate) fn scan<E>(
     table: &mut FastTable,
     general: impl FnMut(usize) -> Result<usize, E>,
 ) -> Result<Scan, E> {
-    let pat = Patterns::new(delimiter, quote);
+    let run = Run {
+        data,
+        first,
+        end,
+        pat: Patterns::new(delimiter, quote),
+    };
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: the processor has AVX2, checked just above.
-        return unsafe { scan_avx2(data, first, end, &pat, table, general) };
+        return unsafe { scan_avx2(&run, table, general) };
     }
     // SAFETY: `Portable` runs on every processor.
-    unsafe { scan_with::<Portable, E>(data, first, end, &pat, table, general) }
+    unsafe { scan_with::<Portable, E>(&run, table, general) }
+}
+
+/// What one scan reads: the records that start in `[first, end)` of
+/// `data`, and the bytes that end a fast key.
+struct Run<'a> {
+    data: &'a [u8],
+    first: usize,
+    end: usize,
+    pat: Patterns,
 }
 
 /// [`scan_with`] compiled for AVX2 processors.
@@ -277,15 +291,12 @@ pub(crate) fn scan<E>(
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,bmi1,bmi2,lzcnt,popcnt")]
 unsafe fn scan_avx2<E>(
-    data: &[u8],
-    first: usize,
-    end: usize,
-    pat: &Patterns,
+    run: &Run<'_>,
     table: &mut FastTable,
     general: impl FnMut(usize) -> Result<usize, E>,
 ) -> Result<Scan, E> {
     // SAFETY: the caller guarantees AVX2.
-    unsafe { scan_with::<lanes::Avx2, E>(data, first, end, pat, table, general) }
+    unsafe { scan_with::<lanes::Avx2, E>(run, table, general) }
 }
 
 /// [`scan`] with the lanes `L`, with or without sums of squares.
@@ -294,19 +305,16 @@ unsafe fn scan_avx2<E>(
 /// The processor supports `L`.
 #[inline(always)]
 unsafe fn scan_with<L: Lanes, E>(
-    data: &[u8],
-    first: usize,
-    end: usize,
-    pat: &Patterns,
+    run: &Run<'_>,
     table: &mut FastTable,
     general: impl FnMut(usize) -> Result<usize, E>,
 ) -> Result<Scan, E> {
     // SAFETY: passed on from the caller.
     unsafe {
         if table.squares() {
-            scan_as::<L, true, E>(data, first, end, pat, table, general)
+            scan_as::<L, true, E>(run, table, general)
         } else {
-            scan_as::<L, false, E>(data, first, end, pat, table, general)
+            scan_as::<L, false, E>(run, table, general)
         }
     }
 }
@@ -317,13 +325,16 @@ unsafe fn scan_with<L: Lanes, E>(
 /// The processor supports `L`.
 #[inline(always)]
 unsafe fn scan_as<L: Lanes, const SQUARES: bool, E>(
-    data: &[u8],
-    first: usize,
-    end: usize,
-    pat: &Patterns,
+    run: &Run<'_>,
     table: &mut FastTable,
     mut general: impl FnMut(usize) -> Result<usize, E>,
 ) -> Result<Scan, E> {
+    let Run {
+        data,
+        first,
+        end,
+        ref pat,
+    } = *run;
     let mut pos = first;
     while pos < end {
         // SAFETY (both calls): passed on from the caller.
@@ -456,10 +467,15 @@ mod tests {
     fn run<L: Lanes>(data: &[u8], end: usize) -> (Groups, Vec<usize>) {
         let mut table = FastTable::new(true);
         let mut general = Vec::new();
-        let pat = Patterns::new(b';', Some(b'"'));
+        let run = Run {
+            data,
+            first: 0,
+            end,
+            pat: Patterns::new(b';', Some(b'"')),
+        };
         // SAFETY: callers pass a `L` the processor supports.
         let scanned = unsafe {
-            scan_with::<L, ()>(data, 0, end, &pat, &mut table, |pos| {
+            scan_with::<L, ()>(&run, &mut table, |pos| {
                 general.push(pos);
                 let rest = data.get(pos..).unwrap_or_default();
                 Ok(pos + memchr(b'\n', rest).map_or(rest.len(), |i| i + 1))
@@ -637,11 +653,15 @@ mod tests {
             }
             let end = data.len();
             data.extend_from_slice(&[b'\n'; 128]);
-            let pat = Patterns::new(b';', Some(b'"'));
+            let run = Run {
+                data: &data,
+                first: 0,
+                end,
+                pat: Patterns::new(b';', Some(b'"')),
+            };
             let mut table = FastTable::new(false);
             // SAFETY: `Portable` runs on every processor.
-            let scanned =
-                unsafe { scan_with::<Portable, ()>(&data, 0, end, &pat, &mut table, |_| Err(())) };
+            let scanned = unsafe { scan_with::<Portable, ()>(&run, &mut table, |_| Err(())) };
             assert!(matches!(scanned, Ok(Scan::Quoted)), "{at}");
             let mut table = FastTable::new(false);
             let scanned = scan(&data, 0, end, b';', Some(b'"'), &mut table, |_| Err(()));
