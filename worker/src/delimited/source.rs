@@ -76,6 +76,7 @@ impl FileCache {
             // coordinator then replaces it, as after any crash. Changes in
             // length or time between tasks are noticed and remapped.
             let map = unsafe { Mmap::map(&file) }.map_err(|e| io_err("map", e))?;
+            huge_pages(&map, path);
             Some(map)
         };
         if self.files.len() >= CACHED_FILES {
@@ -96,6 +97,23 @@ impl FileCache {
             .last_mut()
             .ok_or_else(|| TaskFailure::new(ErrorKind::Internal, "file cache is empty"))
     }
+}
+
+/// Asks for the mapping of a file to use 2 MiB pages where it can
+/// (`MADV_HUGEPAGE`): the file's pages then come into the page cache, on a
+/// miss, as 2 MiB folios, and a folio of that size is mapped by one page
+/// table entry. Mapping a 1 GB file 4 KiB at a time cost a fifth of a
+/// 1BRC query's CPU time in page faults (12,000 faults, 0.06 s of system
+/// time); over 2 MiB folios, 1,700 faults and 0.01 s. Pages already cached
+/// in small folios stay as they are. Best effort: kernels without
+/// transparent huge pages for files refuse it, and nothing changes.
+fn huge_pages(map: &Mmap, path: &str) {
+    #[cfg(target_os = "linux")]
+    if let Err(e) = map.advise(memmap2::Advice::HugePage) {
+        log::debug!("{path}: MADV_HUGEPAGE: {e}");
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (map, path);
 }
 
 /// Longest header read from a file.
