@@ -157,6 +157,11 @@ impl FastTable {
         self.used.len() <= MAX_KEPT_GROUPS && self.arena.len() <= MAX_KEPT_KEY_BYTES
     }
 
+    /// Whether the table takes no new key ([`MAX_GROUPS`]).
+    pub(crate) fn is_full(&self) -> bool {
+        self.used.len() >= MAX_GROUPS
+    }
+
     /// Whether the table keeps sums of squares.
     pub(crate) fn squares(&self) -> bool {
         self.squares
