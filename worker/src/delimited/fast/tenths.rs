@@ -3,48 +3,25 @@
 
 /// Parses `-?d?d.d\n` from the first bytes of `word` (little-endian).
 /// Returns the value in tenths and the bytes it took, newline included;
-/// `None` for anything else.
-///
-/// Branch-free apart from the final test, after Quan Anh Mai's 1BRC parse:
-/// the sign byte is shifted out, the point is found by a bit that digits
-/// have and `.` lacks, and the three digits are combined by one
-/// multiplication. Every byte the shape fixes is checked, so a word this
-/// accepts reads the same as the general number parser.
+/// `None` for anything else. For a value whose end is not known yet (the
+/// record-by-record path): the first newline of the word ends it, and
+/// [`parse_tenths_ending`] reads it.
 #[inline(always)]
 pub(crate) fn parse_tenths(word: u64) -> Option<(i64, usize)> {
-    const ZEROS: u64 = 0x3030_3030_3030_3030;
-    const PAST_NINE: u64 = 0x7676_7676_7676_7676;
+    const LO: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
-    let neg = (word & 0xFF) == u64::from(b'-');
-    let w = word >> (8 * u32::from(neg));
-    // Digits (0x30..0x39) have bit 4 set; '.' (0x2E) does not. The first
-    // of bytes 1 and 2 without it should be the point: bit 12 or 20.
-    let dot_bit = (!w & 0x0010_1000).trailing_zeros();
-    // The point's byte index times 8: 8 or 16 (0 when there is none,
-    // which the checks below refuse: byte 2 would have to be '\n').
-    let sh = dot_bit & 0x18;
-    // '.' at the point, '\n' two bytes later; digits before the point and
-    // one after it.
-    let fixed = (w & (0x00FF_00FF << sh)) ^ (0x000A_002E << sh);
-    let digits = ((1u64 << sh) - 1) | (0xFF00 << sh);
-    // A byte minus '0' is 0..=9 exactly when neither it nor it plus 0x76
-    // has the high bit set. Other bytes are cleared first, so no carry
-    // runs into a digit (a carry out of a digit byte follows one that
-    // already fails).
-    let t = (w ^ ZEROS) & digits;
-    let bad_digits = (t | t.wrapping_add(PAST_NINE)) & HIGH;
-    if (fixed | bad_digits) != 0 || sh == 0 {
+    // The lowest byte equal to '\n' (the zero-byte test is exact for the
+    // lowest one).
+    let x = word ^ (LO * u64::from(b'\n'));
+    let newlines = x.wrapping_sub(LO) & !x & HIGH;
+    let len = (newlines.trailing_zeros() / 8) as usize;
+    if len == 0 || len >= 8 {
         return None;
     }
-    // Move the point to byte 3: the digits land in bytes 1, 2 and 4, and
-    // 100*a + 10*b + c comes out in bits 32..42 of one product.
-    let aligned = (w << (24 - sh)) & 0x0F_000F_0F00;
-    let abs = (aligned.wrapping_mul(0x640A_0001) >> 32) & 0x3FF;
-    let sign = -i64::from(neg);
-    Some((
-        (abs as i64 ^ sign) - sign,
-        (sh / 8) as usize + 3 + usize::from(neg),
-    ))
+    // The value's bytes moved to the top of the word, as if it ended just
+    // before a newline.
+    let value = parse_tenths_ending(word << (64 - 8 * len), len, word as u8)?;
+    Some((value, len + 1))
 }
 
 /// What a value of one length and sign must look like in the word that
