@@ -16,16 +16,23 @@ fn mix(a: u64, b: u64) -> u64 {
     (p as u64) ^ ((p >> 64) as u64)
 }
 
-/// The hash of a key longer than [`HEAD`]: its head's, and its last 8
-/// bytes, so that long keys sharing their head still spread.
-fn long_hash(head_hash: u64, key: &[u8]) -> u64 {
+/// The table's hash of `key`, whose head folds to `(a, b)` (see
+/// [`Lanes::fold`]): [`mix`] of the head and, for a key longer than
+/// [`HEAD`] (never when `SHORT`), its last 8 bytes, so that long keys
+/// sharing their head still spread.
+#[inline(always)]
+fn key_hash<const SHORT: bool>((a, b): (u64, u64), key: &[u8]) -> u64 {
+    let hash = mix(a, b);
+    if SHORT || key.len() <= HEAD {
+        return hash;
+    }
     let mut tail = [0u8; 8];
     if let Some(last) = key.get(key.len().saturating_sub(8)..) {
         tail.get_mut(..last.len())
             .unwrap_or_default()
             .copy_from_slice(last);
     }
-    head_hash ^ u64::from_le_bytes(tail).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    hash ^ u64::from_le_bytes(tail).wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
 /// One group of the fast table, stored in the table itself (no index to
@@ -65,8 +72,8 @@ const FREE: Entry = Entry {
 const SPARSE_ENTRIES: usize = 1 << 17;
 
 /// Groups the fast table takes at most (8 MiB of entries at half full);
-/// records of further keys go to the general path, so a chunk of ever new
-/// keys costs the fast path bounded memory.
+/// once it is full the rest of the task goes to the general path, so a
+/// chunk of ever new keys costs the fast path bounded memory.
 pub(super) const MAX_GROUPS: usize = 1 << 16;
 
 /// An open-addressing table (linear probing, power-of-two size, an eighth
@@ -75,8 +82,9 @@ pub(crate) struct FastTable {
     entries: Vec<Entry>,
     /// Indices of the entries in use, in insertion order.
     used: Vec<u32>,
-    /// Per entry in use: where its key starts in `arena` (read to compare
-    /// keys longer than [`HEAD`] bytes, and to hand the keys out).
+    /// Per entry (same index): where its key starts in `arena`, when it
+    /// is in use (read to compare keys longer than [`HEAD`] bytes, and to
+    /// hand the keys out).
     key_at: Vec<usize>,
     arena: Vec<u8>,
     /// Whether the query needs sums of squares (variance).
@@ -107,17 +115,17 @@ impl FastGroup<'_> {
     }
 }
 
-/// Whether `a` and `b`, of the same length above [`HEAD`] bytes, agree
-/// after their first [`HEAD`] bytes, compared a word at a time.
+/// Whether `a` and `b` have the same length and agree after their first
+/// [`HEAD`] bytes.
 fn tail_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.get(HEAD..) == b.get(HEAD..)
 }
 
 /// The `len` bytes of `arena` where `key_at[i]` says.
-fn key_in<'a>(arena: &'a [u8], key_at: &[usize], i: usize, len: u32) -> &'a [u8] {
+fn key_in<'a>(arena: &'a [u8], key_at: &[usize], i: usize, len: usize) -> &'a [u8] {
     key_at
         .get(i)
-        .and_then(|&at| arena.get(at..at + len as usize))
+        .and_then(|&at| arena.get(at..at + len))
         .unwrap_or_default()
 }
 
@@ -139,11 +147,11 @@ impl FastTable {
     pub(crate) fn reset(&mut self) {
         for &i in &self.used {
             if let Some(e) = self.entries.get_mut(i as usize) {
-                e.count = 0;
-                e.sum = 0;
-                e.sum_sq = 0;
-                e.min = i16::MAX;
-                e.max = i16::MIN;
+                *e = Entry {
+                    head: e.head,
+                    key_len: e.key_len,
+                    ..FREE
+                };
             }
         }
     }
@@ -172,11 +180,6 @@ impl FastTable {
         self.groups().map(|g| g.count).sum()
     }
 
-    /// The bytes of the key of the entry at `i`, `len` bytes long.
-    fn key_of(&self, i: usize, len: u32) -> &[u8] {
-        key_in(&self.arena, &self.key_at, i, len)
-    }
-
     /// Adds `value` (tenths, within ±999) to the group of `key`, whose
     /// first [`HEAD`] bytes, zero-padded, are `head`; `false` (and the
     /// table untouched) when the key is new and the table has
@@ -194,12 +197,8 @@ impl FastTable {
         value: i64,
     ) -> bool {
         // SAFETY (every `L` call): the caller guarantees the processor.
-        let (a, b) = unsafe { L::fold(head) };
+        let hash = key_hash::<SHORT>(unsafe { L::fold(head) }, key);
         let short = SHORT || key.len() <= HEAD;
-        let mut hash = mix(a, b);
-        if !short {
-            hash = long_hash(hash, key);
-        }
         let mask = self.entries.len() - 1;
         let mut i = (hash as usize) & mask;
         loop {
@@ -208,12 +207,7 @@ impl FastTable {
             let e = unsafe { self.entries.get_unchecked_mut(i) };
             if unsafe { L::same(head, &e.head) }
                 && e.key_len as usize == key.len()
-                && (short
-                    || self
-                        .key_at
-                        .get(i)
-                        .and_then(|&at| self.arena.get(at..at + key.len()))
-                        .is_some_and(|stored| tail_eq(key, stored)))
+                && (short || tail_eq(key, key_in(&self.arena, &self.key_at, i, key.len())))
             {
                 // SAFETY: as above.
                 let e = unsafe { self.entries.get_unchecked_mut(i) };
@@ -288,11 +282,10 @@ impl FastTable {
             let Some(&e) = self.entries.get(old) else {
                 continue;
             };
-            let key = key_in(&self.arena, &self.key_at, old, e.key_len);
-            let mut hash = mix(e.head[0] ^ e.head[2], e.head[1] ^ e.head[3]);
-            if key.len() > HEAD {
-                hash = long_hash(hash, key);
-            }
+            let key = key_in(&self.arena, &self.key_at, old, e.key_len as usize);
+            // The fold `Lanes::fold` gives, of the stored head words.
+            let fold = (e.head[0] ^ e.head[2], e.head[1] ^ e.head[3]);
+            let hash = key_hash::<false>(fold, key);
             let mut i = (hash as usize) & mask;
             while entries.get(i).is_some_and(|n| n.key_len != 0) {
                 i = (i + 1) & mask;
@@ -313,7 +306,7 @@ impl FastTable {
             let i = i as usize;
             let e = self.entries.get(i)?;
             (e.count > 0).then(|| FastGroup {
-                key: self.key_of(i, e.key_len),
+                key: key_in(&self.arena, &self.key_at, i, e.key_len as usize),
                 count: e.count,
                 sum: e.sum,
                 sum_sq: e.sum_sq,
