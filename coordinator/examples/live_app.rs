@@ -87,7 +87,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     .as_ref()
                     .map(|b| String::from_utf8_lossy(b).into_owned())
                     .unwrap_or_default();
-                let mean = set.cells(g)[1]
+                let mean = set.cells(g.as_group_ref())[1]
                     .text()
                     .and_then(|t| t.parse().ok())
                     .unwrap_or(0.0);

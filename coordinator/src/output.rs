@@ -6,7 +6,7 @@
 
 use std::io::{self, Write};
 
-use tally_protocol::{AggFunc, GroupState, NumState, QuerySpec};
+use tally_protocol::{AggFunc, GroupRef, GroupState, GroupTable, NumState, QuerySpec};
 
 use crate::config::OutputFormat;
 
@@ -26,12 +26,21 @@ pub enum Cell {
 impl Cell {
     /// The cell as text; `None` for null.
     pub fn text(&self) -> Option<String> {
+        let mut text = Vec::new();
+        self.push_text(&mut text)
+            .then(|| String::from_utf8_lossy(&text).into_owned())
+    }
+
+    /// Appends the cell's text to `out`; `false`, and nothing appended, for
+    /// null.
+    pub fn push_text(&self, out: &mut Vec<u8>) -> bool {
         match *self {
-            Cell::Null => None,
-            Cell::Count(n) => Some(n.to_string()),
-            Cell::Exact(m, s) => Some(format_exact(m, s)),
-            Cell::Float(f) => Some(format_float(f)),
+            Cell::Null => return false,
+            Cell::Count(n) => out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes()),
+            Cell::Exact(m, s) => push_exact(out, m, s),
+            Cell::Float(f) => push_float(out, f),
         }
+        true
     }
 
     fn is_numeric(&self) -> bool {
@@ -41,33 +50,50 @@ impl Cell {
 
 /// `12345, 2` -> `123.45`; `-5, 1` -> `-0.5`.
 pub fn format_exact(mantissa: i64, scale: u8) -> String {
-    let neg = mantissa < 0;
-    let digits = mantissa.unsigned_abs().to_string();
+    let mut text = Vec::new();
+    push_exact(&mut text, mantissa, scale);
+    String::from_utf8_lossy(&text).into_owned()
+}
+
+/// Appends [`format_exact`]'s text to `out`.
+fn push_exact(out: &mut Vec<u8>, mantissa: i64, scale: u8) {
+    let mut buf = itoa::Buffer::new();
+    let digits = buf.format(mantissa.unsigned_abs()).as_bytes();
     let scale = scale as usize;
-    let mut s = String::with_capacity(digits.len() + 3);
-    if neg {
-        s.push('-');
+    if mantissa < 0 {
+        out.push(b'-');
     }
-    if scale == 0 {
-        s.push_str(&digits);
-    } else if digits.len() > scale {
-        s.push_str(&digits[..digits.len() - scale]);
-        s.push('.');
-        s.push_str(&digits[digits.len() - scale..]);
-    } else {
-        s.push_str("0.");
-        s.extend(std::iter::repeat_n('0', scale - digits.len()));
-        s.push_str(&digits);
+    match digits.len().checked_sub(scale) {
+        _ if scale == 0 => out.extend_from_slice(digits),
+        Some(whole) if whole > 0 => {
+            let (int, frac) = digits.split_at(whole);
+            out.extend_from_slice(int);
+            out.push(b'.');
+            out.extend_from_slice(frac);
+        }
+        _ => {
+            out.extend_from_slice(b"0.");
+            out.extend(std::iter::repeat_n(b'0', scale - digits.len()));
+            out.extend_from_slice(digits);
+        }
     }
-    s
 }
 
 /// Shortest text that reads back as `f`; `-0` prints as `0`.
 pub fn format_float(f: f64) -> String {
+    let mut text = Vec::new();
+    push_float(&mut text, f);
+    String::from_utf8_lossy(&text).into_owned()
+}
+
+/// Appends [`format_float`]'s text to `out`.
+fn push_float(out: &mut Vec<u8>, f: f64) {
     if f == 0.0 {
-        return "0".into();
+        out.push(b'0');
+    } else {
+        // Writing to a `Vec` cannot fail.
+        let _ = write!(out, "{f}");
     }
-    format!("{f}")
 }
 
 /// The value of one aggregate for one group.
@@ -94,10 +120,21 @@ pub fn cell(func: AggFunc, rows: u64, state: Option<&NumState>) -> Cell {
     }
 }
 
+/// The groups a [`ResultSet`] prints, in order.
+enum Groups<'a> {
+    /// Already in order.
+    States(&'a [GroupState]),
+    /// The groups of a table, in the order of their indices in `order`.
+    Table {
+        table: &'a GroupTable,
+        order: Vec<u32>,
+    },
+}
+
 /// The result of a query, ready to print.
 pub struct ResultSet<'a> {
     query: &'a QuerySpec,
-    groups: &'a [GroupState],
+    groups: Groups<'a>,
     /// For each aggregate, the index of its value column's state.
     value_index: Vec<Option<usize>>,
 }
@@ -105,6 +142,18 @@ pub struct ResultSet<'a> {
 impl<'a> ResultSet<'a> {
     /// `groups` must be sorted as they should print.
     pub fn new(query: &'a QuerySpec, groups: &'a [GroupState]) -> Self {
+        Self::of(query, Groups::States(groups))
+    }
+
+    /// The groups of `table`, sorted by key: printed from the table, with
+    /// no copy of each group (a query of millions of groups would spend
+    /// more time allocating and freeing the copies than printing them).
+    pub fn sorted(query: &'a QuerySpec, table: &'a GroupTable) -> Self {
+        let order = table.sorted_order();
+        Self::of(query, Groups::Table { table, order })
+    }
+
+    fn of(query: &'a QuerySpec, groups: Groups<'a>) -> Self {
         let columns = query.value_columns();
         let value_index = query
             .aggregates
@@ -122,6 +171,37 @@ impl<'a> ResultSet<'a> {
         }
     }
 
+    /// Groups to print.
+    pub fn len(&self) -> usize {
+        match &self.groups {
+            Groups::States(states) => states.len(),
+            Groups::Table { order, .. } => order.len(),
+        }
+    }
+
+    /// Whether there is no group to print.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The groups, in the order they print.
+    pub fn groups(&self) -> impl Iterator<Item = GroupRef<'_>> + '_ {
+        (0..self.len()).filter_map(move |n| match &self.groups {
+            Groups::States(states) => states.get(n).map(GroupState::as_group_ref),
+            Groups::Table { table, order } => {
+                // Groups in key order are scattered over the table: fetch
+                // their rows and states 16 groups ahead, their keys 8.
+                if let Some(&i) = order.get(n + 16) {
+                    table.prefetch(i as usize, 0);
+                }
+                if let Some(&i) = order.get(n + 8) {
+                    table.prefetch(i as usize, 1);
+                }
+                order.get(n).and_then(|&i| table.group(i as usize))
+            }
+        })
+    }
+
     /// Column titles: keys, then aggregates.
     pub fn titles(&self) -> Vec<String> {
         let mut t: Vec<String> = self.query.group_by.clone();
@@ -130,13 +210,22 @@ impl<'a> ResultSet<'a> {
     }
 
     /// The aggregate cells of one group.
-    pub fn cells(&self, g: &GroupState) -> Vec<Cell> {
-        self.query
-            .aggregates
-            .iter()
-            .zip(&self.value_index)
-            .map(|(a, idx)| cell(a.func, g.rows, idx.and_then(|i| g.values.get(i))))
-            .collect()
+    pub fn cells(&self, g: GroupRef<'_>) -> Vec<Cell> {
+        let mut cells = Vec::with_capacity(self.value_index.len());
+        self.fill_cells(g, &mut cells);
+        cells
+    }
+
+    /// Replaces `cells` with the aggregate cells of one group.
+    fn fill_cells(&self, g: GroupRef<'_>, cells: &mut Vec<Cell>) {
+        cells.clear();
+        cells.extend(
+            self.query
+                .aggregates
+                .iter()
+                .zip(&self.value_index)
+                .map(|(a, idx)| cell(a.func, g.rows, idx.and_then(|i| g.values.get(i)))),
+        );
     }
 
     /// Writes the result in `format`.
@@ -153,12 +242,11 @@ impl<'a> ResultSet<'a> {
     fn write_table(&self, out: &mut dyn Write) -> io::Result<()> {
         let titles = self.titles();
         let nkeys = self.query.group_by.len();
-        let mut rows: Vec<Vec<(Vec<u8>, bool)>> = Vec::with_capacity(self.groups.len());
-        for g in self.groups {
+        let mut rows: Vec<Vec<(Vec<u8>, bool)>> = Vec::with_capacity(self.len());
+        for g in self.groups() {
             let mut row: Vec<(Vec<u8>, bool)> = g
-                .key
-                .iter()
-                .map(|k| (k.as_ref().map(|b| b.to_vec()).unwrap_or_default(), false))
+                .key_parts()
+                .map(|k| (k.map(<[u8]>::to_vec).unwrap_or_default(), false))
                 .collect();
             for c in self.cells(g) {
                 let numeric = c.is_numeric();
@@ -209,78 +297,91 @@ impl<'a> ResultSet<'a> {
     }
 
     fn write_csv(&self, out: &mut dyn Write) -> io::Result<()> {
-        let titles = self.titles();
-        for (i, t) in titles.iter().enumerate() {
+        let mut line = Vec::new();
+        for (i, t) in self.titles().iter().enumerate() {
             if i > 0 {
-                out.write_all(b",")?;
+                line.push(b',');
             }
-            write_csv_field(out, t.as_bytes())?;
+            push_csv_field(&mut line, t.as_bytes());
         }
-        out.write_all(b"\n")?;
-        for g in self.groups {
+        line.push(b'\n');
+        out.write_all(&line)?;
+        let mut cells = Vec::new();
+        for g in self.groups() {
+            line.clear();
             let mut first = true;
-            for k in &g.key {
+            for k in g.key_parts() {
                 if !first {
-                    out.write_all(b",")?;
+                    line.push(b',');
                 }
                 first = false;
-                write_csv_field(out, k.as_deref().map(|b| &b[..]).unwrap_or(b""))?;
+                push_csv_field(&mut line, k.unwrap_or_default());
             }
-            for c in self.cells(g) {
+            self.fill_cells(g, &mut cells);
+            for c in &cells {
                 if !first {
-                    out.write_all(b",")?;
+                    line.push(b',');
                 }
                 first = false;
-                out.write_all(c.text().unwrap_or_default().as_bytes())?;
+                c.push_text(&mut line);
             }
-            out.write_all(b"\n")?;
+            line.push(b'\n');
+            out.write_all(&line)?;
         }
         Ok(())
     }
 
     fn write_json(&self, out: &mut dyn Write, lines: bool) -> io::Result<()> {
-        let titles = self.titles();
+        // Each title once as a JSON string with its colon: `"name":`.
+        let mut names = Vec::new();
+        for t in self.titles() {
+            let mut name = Vec::new();
+            push_json_string(&mut name, &t)?;
+            name.push(b':');
+            names.push(name);
+        }
+        let name = |i: usize| names.get(i).map_or(&b"\"\":"[..], Vec::as_slice);
         if !lines {
             out.write_all(b"[")?;
         }
-        for (n, g) in self.groups.iter().enumerate() {
+        let (mut line, mut cells) = (Vec::new(), Vec::new());
+        for (n, g) in self.groups().enumerate() {
+            line.clear();
             if !lines {
-                out.write_all(if n == 0 { b"\n  " } else { b",\n  " })?;
+                line.extend_from_slice(if n == 0 { b"\n  " } else { b",\n  " });
             }
-            out.write_all(b"{")?;
+            line.push(b'{');
             let mut i = 0;
-            for k in &g.key {
+            for k in g.key_parts() {
                 if i > 0 {
-                    out.write_all(b",")?;
+                    line.push(b',');
                 }
-                write_json_string(out, &titles[i])?;
-                out.write_all(b":")?;
+                line.extend_from_slice(name(i));
                 match k {
-                    Some(b) => write_json_string(out, &String::from_utf8_lossy(b))?,
-                    None => out.write_all(b"null")?,
+                    Some(b) => push_json_string(&mut line, &String::from_utf8_lossy(b))?,
+                    None => line.extend_from_slice(b"null"),
                 }
                 i += 1;
             }
-            for c in self.cells(g) {
+            self.fill_cells(g, &mut cells);
+            for c in &cells {
                 if i > 0 {
-                    out.write_all(b",")?;
+                    line.push(b',');
                 }
-                write_json_string(out, &titles[i])?;
-                out.write_all(b":")?;
-                out.write_all(c.text().as_deref().unwrap_or("null").as_bytes())?;
+                line.extend_from_slice(name(i));
+                if !c.push_text(&mut line) {
+                    line.extend_from_slice(b"null");
+                }
                 i += 1;
             }
-            out.write_all(b"}")?;
+            line.push(b'}');
             if lines {
-                out.write_all(b"\n")?;
+                line.push(b'\n');
             }
+            out.write_all(&line)?;
         }
         if !lines {
-            out.write_all(if self.groups.is_empty() {
-                b"]\n"
-            } else {
-                b"\n]\n"
-            })?;
+            out.write_all(if self.is_empty() { b"]\n" } else { b"\n]\n" })?;
         }
         Ok(())
     }
@@ -298,20 +399,30 @@ impl<'a> ResultSet<'a> {
             ));
         };
         out.write_all(b"{")?;
-        for (n, g) in self.groups.iter().enumerate() {
+        let mut line = Vec::new();
+        for (n, g) in self.groups().enumerate() {
+            line.clear();
             if n > 0 {
-                out.write_all(b", ")?;
+                line.extend_from_slice(b", ");
             }
-            if let Some(Some(k)) = g.key.first() {
-                out.write_all(k)?;
+            if let Some(Some(k)) = g.key_parts().next() {
+                line.extend_from_slice(k);
             }
-            out.write_all(b"=")?;
+            line.push(b'=');
             let state = |i: usize| self.value_index[i].and_then(|v| g.values.get(v));
             let min = state(imin).and_then(NumState::min).map(round_tenths_f64);
             let mean = state(imean).and_then(mean_tenths);
             let max = state(imax).and_then(NumState::max).map(round_tenths_f64);
-            let text = |t: Option<i128>| t.map(format_tenths).unwrap_or_else(|| "null".into());
-            write!(out, "{}/{}/{}", text(min), text(mean), text(max))?;
+            for (i, t) in [min, mean, max].into_iter().enumerate() {
+                if i > 0 {
+                    line.push(b'/');
+                }
+                match t {
+                    Some(t) => push_tenths(&mut line, t),
+                    None => line.extend_from_slice(b"null"),
+                }
+            }
+            out.write_all(&line)?;
         }
         out.write_all(b"}\n")
     }
@@ -338,33 +449,41 @@ fn mean_tenths(s: &NumState) -> Option<i128> {
     s.mean().map(round_tenths_f64)
 }
 
-/// Tenths as `-12.3`; zero prints as `0.0`.
-fn format_tenths(t: i128) -> String {
-    let sign = if t < 0 { "-" } else { "" };
+/// Appends tenths as `-12.3`; zero prints as `0.0`.
+fn push_tenths(out: &mut Vec<u8>, t: i128) {
+    if t < 0 {
+        out.push(b'-');
+    }
     let a = t.unsigned_abs();
-    format!("{sign}{}.{}", a / 10, a % 10)
+    out.extend_from_slice(itoa::Buffer::new().format(a / 10).as_bytes());
+    out.push(b'.');
+    // A digit: `a % 10` is below 10.
+    out.push(b'0' + (a % 10) as u8);
 }
 
-fn write_csv_field(out: &mut dyn Write, field: &[u8]) -> io::Result<()> {
+/// Appends `field` to a CSV line, quoted when it holds a comma, a quote or
+/// a line break.
+fn push_csv_field(out: &mut Vec<u8>, field: &[u8]) {
     let needs_quotes = field
         .iter()
         .any(|&b| matches!(b, b',' | b'"' | b'\n' | b'\r'));
     if !needs_quotes {
-        return out.write_all(field);
+        out.extend_from_slice(field);
+        return;
     }
-    out.write_all(b"\"")?;
-    for part in field.split(|&b| b == b'"').enumerate() {
-        if part.0 > 0 {
-            out.write_all(b"\"\"")?;
+    out.push(b'"');
+    for (i, part) in field.split(|&b| b == b'"').enumerate() {
+        if i > 0 {
+            out.extend_from_slice(b"\"\"");
         }
-        out.write_all(part.1)?;
+        out.extend_from_slice(part);
     }
-    out.write_all(b"\"")
+    out.push(b'"');
 }
 
-fn write_json_string(out: &mut dyn Write, s: &str) -> io::Result<()> {
-    let text = serde_json::to_string(s).map_err(io::Error::other)?;
-    out.write_all(text.as_bytes())
+/// Appends `s` as a JSON string.
+fn push_json_string(out: &mut Vec<u8>, s: &str) -> io::Result<()> {
+    serde_json::to_writer(out, s).map_err(io::Error::other)
 }
 
 #[cfg(test)]
@@ -387,8 +506,14 @@ mod tests {
         assert_eq!(mean_tenths(&st(-50, 4)), Some(-12));
         assert_eq!(mean_tenths(&st(-1, 2)), Some(0));
         assert_eq!(mean_tenths(&st(1, 2)), Some(1));
-        assert_eq!(format_tenths(0), "0.0");
-        assert_eq!(format_tenths(-7), "-0.7");
+        let tenths = |t: i128| {
+            let mut out = Vec::new();
+            push_tenths(&mut out, t);
+            String::from_utf8(out).unwrap()
+        };
+        assert_eq!(tenths(0), "0.0");
+        assert_eq!(tenths(-7), "-0.7");
+        assert_eq!(tenths(-1234), "-123.4");
         assert_eq!(round_tenths_f64(-99.9), -999);
         assert_eq!(round_tenths_f64(0.05), 1);
     }
@@ -396,7 +521,7 @@ mod tests {
     #[test]
     fn csv_fields_are_quoted_when_needed() {
         let mut out = Vec::new();
-        write_csv_field(&mut out, b"a,\"b\"").unwrap();
+        push_csv_field(&mut out, b"a,\"b\"");
         assert_eq!(out, b"\"a,\"\"b\"\"\"");
     }
 }

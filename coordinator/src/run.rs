@@ -87,14 +87,21 @@ pub fn run(config: &RunConfig, out: &mut dyn Write) -> Result<RunSummary> {
     progress.finish();
     pool.shutdown(Duration::from_secs(2));
     let outcome = outcome?;
-    let groups = outcome.table.into_sorted();
-    ResultSet::new(&config.query, &groups).write(out, config.format)?;
+    log::debug!(
+        "{} groups merged after {:.3?}",
+        outcome.table.len(),
+        started.elapsed()
+    );
+    let result = ResultSet::sorted(&config.query, &outcome.table);
+    log::debug!("groups sorted after {:.3?}", started.elapsed());
+    result.write(out, config.format)?;
     out.flush()?;
+    log::debug!("result written after {:.3?}", started.elapsed());
     Ok(RunSummary {
         totals: outcome.totals,
         skipped: outcome.skipped,
         workers_lost: outcome.workers_lost,
-        groups: groups.len(),
+        groups: result.len(),
         chunks: chunks.len(),
         workers: pool_config.workers,
         elapsed: started.elapsed(),

@@ -43,7 +43,7 @@ pub use message::{
     Counters, ErrorKind, FromWorker, Location, Source, TaskError, TaskResult, ToWorker,
 };
 pub use packed::{PackedGroup, PackedPartial};
-pub use partial::{GroupState, GroupTable, NumState, Partial};
+pub use partial::{GroupKeyParts, GroupRef, GroupState, GroupTable, NumState, Partial};
 pub use query::{AggFunc, Aggregate, InputFormat, OnError, PaneSpec, QuerySpec, RecordFormat};
 
 /// Version of the wire protocol. Bumped on any incompatible change; the

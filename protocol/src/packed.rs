@@ -46,25 +46,47 @@ pub fn push_key_part(out: &mut Vec<u8>, part: Option<&[u8]>) {
 /// The key parts of an encoded key (see [`push_key_part`]); a malformed
 /// encoding (not written by [`push_key_part`]) ends the key where it
 /// breaks.
-pub fn decode_key(mut enc: &[u8]) -> Vec<Option<ByteBuf>> {
-    let mut key = Vec::new();
-    while let Some((&tag, rest)) = enc.split_first() {
+pub fn decode_key(enc: &[u8]) -> Vec<Option<ByteBuf>> {
+    key_parts(enc)
+        .map(|part| part.map(|bytes| ByteBuf::from(bytes.to_vec())))
+        .collect()
+}
+
+/// The key parts of an encoded key, borrowed (see [`decode_key`]).
+pub fn key_parts(enc: &[u8]) -> KeyParts<'_> {
+    KeyParts { rest: enc }
+}
+
+/// Iterator over the parts of an encoded key: `None` for a null part.
+#[derive(Debug, Clone)]
+pub struct KeyParts<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Iterator for KeyParts<'a> {
+    type Item = Option<&'a [u8]>;
+
+    fn next(&mut self) -> Option<Option<&'a [u8]>> {
+        let (&tag, rest) = self.rest.split_first()?;
         if tag == 0 {
-            key.push(None);
-            enc = rest;
-            continue;
+            self.rest = rest;
+            return Some(None);
         }
-        let Some((len, rest)) = rest.split_first_chunk::<8>() else {
-            break;
-        };
-        let len = u64::from_le_bytes(*len) as usize;
-        let Some((bytes, rest)) = rest.split_at_checked(len) else {
-            break;
-        };
-        key.push(Some(ByteBuf::from(bytes.to_vec())));
-        enc = rest;
+        let parsed = rest.split_first_chunk::<8>().and_then(|(len, rest)| {
+            let len = usize::try_from(u64::from_le_bytes(*len)).ok()?;
+            rest.split_at_checked(len)
+        });
+        match parsed {
+            Some((bytes, rest)) => {
+                self.rest = rest;
+                Some(Some(bytes))
+            }
+            None => {
+                self.rest = &[];
+                None
+            }
+        }
     }
-    key
 }
 
 /// One group of a [`PackedPartial`], borrowed.

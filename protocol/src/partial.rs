@@ -24,7 +24,9 @@
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
-use crate::packed::{decode_key, encode_key_into, PackedPartial};
+use std::cmp::Ordering;
+
+use crate::packed::{encode_key_into, key_parts, KeyParts, PackedPartial};
 
 /// Powers of ten that fit an `i64`.
 pub const POW10: [i64; 19] = {
@@ -313,8 +315,6 @@ pub struct GroupTable {
     values: Vec<NumState>,
     /// Value states per group: that of the first group merged.
     stride: usize,
-    /// The keys as given, for the results.
-    keys: Vec<Vec<Option<ByteBuf>>>,
     /// The key being looked up, encoded.
     scratch: Vec<u8>,
     hasher: hashbrown::DefaultHashBuilder,
@@ -347,30 +347,20 @@ impl GroupTable {
         let mut scratch = std::mem::take(&mut self.scratch);
         scratch.clear();
         encode_key_into(&g.key, &mut scratch);
-        self.merge_encoded(&scratch, g.rows, &g.values, || g.key);
+        self.merge_encoded(&scratch, g.rows, &g.values);
         self.scratch = scratch;
     }
 
     /// Merges every group of a packed partial (see [`PackedPartial`]): the
-    /// keys are looked up as they were received, and decoded only for a
-    /// group not seen before.
+    /// keys are looked up and kept as they were received, never decoded.
     pub fn merge_packed(&mut self, partial: &PackedPartial) {
         for g in partial.groups() {
-            self.merge_encoded(g.encoded_key, g.rows, g.values, || {
-                decode_key(g.encoded_key)
-            });
+            self.merge_encoded(g.encoded_key, g.rows, g.values);
         }
     }
 
-    /// Merges one group whose key is `encoded` (see [`encode_key_into`]);
-    /// `key` gives it as parts, asked only when the group is new.
-    fn merge_encoded(
-        &mut self,
-        encoded: &[u8],
-        rows: u64,
-        values: &[NumState],
-        key: impl FnOnce() -> Vec<Option<ByteBuf>>,
-    ) {
+    /// Merges one group whose key is `encoded` (see [`encode_key_into`]).
+    fn merge_encoded(&mut self, encoded: &[u8], rows: u64, values: &[NumState]) {
         let hash = std::hash::BuildHasher::hash_one(&self.hasher, encoded);
         let (meta, arena) = (&self.meta, &self.arena);
         let found = self.index.find(hash, |&i| {
@@ -391,19 +381,12 @@ impl GroupTable {
                     }
                 }
             }
-            None => self.insert(hash, encoded, rows, values, key()),
+            None => self.insert(hash, encoded, rows, values),
         }
     }
 
     #[cold]
-    fn insert(
-        &mut self,
-        hash: u64,
-        encoded: &[u8],
-        rows: u64,
-        values: &[NumState],
-        key: Vec<Option<ByteBuf>>,
-    ) {
+    fn insert(&mut self, hash: u64, encoded: &[u8], rows: u64, values: &[NumState]) {
         let Ok(idx) = u32::try_from(self.meta.len()) else {
             // More than 4 billion groups cannot be held in memory anyway.
             return;
@@ -425,7 +408,6 @@ impl GroupTable {
             rows,
         });
         self.arena.extend_from_slice(encoded);
-        self.keys.push(key);
         let meta = &self.meta;
         self.index
             .insert_unique(hash, idx, |&i| meta.get(i as usize).map_or(0, |m| m.hash));
@@ -441,44 +423,195 @@ impl GroupTable {
         self.meta.is_empty()
     }
 
+    /// Group `i` (in the order first seen), borrowed.
+    pub fn group(&self, i: usize) -> Option<GroupRef<'_>> {
+        let m = self.meta.get(i)?;
+        let base = i * self.stride;
+        Some(GroupRef {
+            key: KeyRef::Encoded(self.arena.get(m.key_start..m.key_start + m.key_len)?),
+            rows: m.rows,
+            values: self.values.get(base..base + self.stride)?,
+        })
+    }
+
+    /// Asks the processor to start loading what [`GroupTable::group`]
+    /// reads of group `i`, a hint that changes no result: where groups are
+    /// visited out of the order they were stored in (millions of them, in
+    /// key order), each visit would otherwise wait on a cache miss per
+    /// array. `stage` 0 fetches the group's row and value states; stage 1
+    /// its key bytes, whose place is in the row (fetched at stage 0 some
+    /// visits earlier, or this costs the miss it would save).
+    pub fn prefetch(&self, i: usize, stage: u8) {
+        let base = i * self.stride;
+        match stage {
+            0 => {
+                prefetch(self.meta.get(i));
+                prefetch(self.values.get(base));
+                prefetch(self.values.get(base + self.stride.saturating_sub(1)));
+            }
+            _ => prefetch(self.meta.get(i).and_then(|m| self.arena.get(m.key_start))),
+        }
+    }
+
+    /// The encoded key of group `i` (empty if there is none).
+    fn encoded_key(&self, i: usize) -> &[u8] {
+        self.meta
+            .get(i)
+            .and_then(|m| self.arena.get(m.key_start..m.key_start + m.key_len))
+            .unwrap_or_default()
+    }
+
     /// The groups, in the order first seen.
     pub fn groups(&self) -> impl Iterator<Item = GroupState> + '_ {
-        self.meta.iter().enumerate().map(|(i, m)| {
-            let base = i * self.stride;
-            GroupState {
-                key: self.keys.get(i).cloned().unwrap_or_default(),
-                rows: m.rows,
-                values: self
-                    .values
-                    .get(base..base + self.stride)
-                    .unwrap_or_default()
-                    .to_vec(),
-            }
-        })
+        (0..self.len()).filter_map(|i| self.group(i).map(|g| g.to_group_state()))
+    }
+
+    /// The indices of the groups (see [`GroupTable::group`]) in key order:
+    /// the order of [`GroupState::key`]s, part by part, a null part first.
+    ///
+    /// Sorts `(prefix, index)` pairs, the prefix being the first 16 bytes
+    /// of the first key part: most comparisons are decided in the pair
+    /// itself, and only keys sharing their prefix read their bytes.
+    pub fn sorted_order(&self) -> Vec<u32> {
+        let mut pairs: Vec<(u128, u32)> = (0..self.len())
+            .map(|i| (sort_prefix(self.encoded_key(i)), i as u32))
+            .collect();
+        pairs.sort_unstable_by(|a, b| {
+            a.0.cmp(&b.0).then_with(|| {
+                cmp_encoded(
+                    self.encoded_key(a.1 as usize),
+                    self.encoded_key(b.1 as usize),
+                )
+            })
+        });
+        pairs.into_iter().map(|(_, i)| i).collect()
     }
 
     /// The groups sorted by key.
     pub fn into_sorted(self) -> Vec<GroupState> {
-        let mut groups = self.into_partial().groups;
-        groups.sort_unstable_by(|a, b| a.key.cmp(&b.key));
-        groups
+        self.sorted_order()
+            .into_iter()
+            .filter_map(|i| self.group(i as usize).map(|g| g.to_group_state()))
+            .collect()
     }
 
     /// The groups as a partial, in the order first seen.
     pub fn into_partial(self) -> Partial {
-        let stride = self.stride;
-        let mut values = self.values.into_iter();
-        let groups = self
-            .keys
-            .into_iter()
-            .zip(self.meta)
-            .map(|(key, m)| GroupState {
-                key,
-                rows: m.rows,
-                values: values.by_ref().take(stride).collect(),
-            })
-            .collect();
-        Partial { groups }
+        Partial {
+            groups: self.groups().collect(),
+        }
+    }
+}
+
+/// Starts loading the cache line of `item`, if any (x86-64; elsewhere
+/// nothing). Written by hand: the standard library has no portable
+/// prefetch hint, and a plain read would stall on the miss it is meant to
+/// hide.
+#[inline(always)]
+fn prefetch<T>(item: Option<&T>) {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(item) = item {
+        // SAFETY: a prefetch is a hint that never faults, and SSE is part
+        // of every x86-64 processor.
+        unsafe {
+            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                (item as *const T).cast(),
+            )
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = item;
+}
+
+/// A big-endian number of the first 16 bytes (zero-padded) of an encoded
+/// key's first part, 0 when it is null: a key that sorts before another
+/// never has a greater prefix.
+fn sort_prefix(encoded: &[u8]) -> u128 {
+    let mut head = [0u8; 16];
+    if let Some(Some(bytes)) = key_parts(encoded).next() {
+        let n = bytes.len().min(16);
+        if let (Some(to), Some(from)) = (head.get_mut(..n), bytes.get(..n)) {
+            to.copy_from_slice(from);
+        }
+    }
+    u128::from_be_bytes(head)
+}
+
+/// The order of two encoded keys: that of their parts as
+/// [`GroupState::key`]s (`Vec<Option<ByteBuf>>`) compare.
+fn cmp_encoded(a: &[u8], b: &[u8]) -> Ordering {
+    key_parts(a).cmp(key_parts(b))
+}
+
+/// One group, borrowed from a [`GroupTable`] or a [`GroupState`].
+#[derive(Debug, Clone, Copy)]
+pub struct GroupRef<'a> {
+    key: KeyRef<'a>,
+    /// Records in the group.
+    pub rows: u64,
+    /// One state per value column.
+    pub values: &'a [NumState],
+}
+
+/// Where a [`GroupRef`]'s key is.
+#[derive(Debug, Clone, Copy)]
+enum KeyRef<'a> {
+    /// Encoded (see [`encode_key_into`]).
+    Encoded(&'a [u8]),
+    /// As parts.
+    Parts(&'a [Option<ByteBuf>]),
+}
+
+impl<'a> GroupRef<'a> {
+    /// The key, one entry per key column; `None` is the null key.
+    pub fn key_parts(&self) -> GroupKeyParts<'a> {
+        match self.key {
+            KeyRef::Encoded(enc) => GroupKeyParts::Encoded(key_parts(enc)),
+            KeyRef::Parts(parts) => GroupKeyParts::Parts(parts.iter()),
+        }
+    }
+
+    /// The group as a [`GroupState`] (allocates).
+    pub fn to_group_state(&self) -> GroupState {
+        GroupState {
+            key: self
+                .key_parts()
+                .map(|p| p.map(|b| ByteBuf::from(b.to_vec())))
+                .collect(),
+            rows: self.rows,
+            values: self.values.to_vec(),
+        }
+    }
+}
+
+/// The key parts of a [`GroupRef`].
+#[derive(Debug, Clone)]
+pub enum GroupKeyParts<'a> {
+    /// Of an encoded key.
+    Encoded(KeyParts<'a>),
+    /// Of a key held as parts.
+    Parts(std::slice::Iter<'a, Option<ByteBuf>>),
+}
+
+impl<'a> Iterator for GroupKeyParts<'a> {
+    type Item = Option<&'a [u8]>;
+
+    fn next(&mut self) -> Option<Option<&'a [u8]>> {
+        match self {
+            GroupKeyParts::Encoded(parts) => parts.next(),
+            GroupKeyParts::Parts(parts) => parts.next().map(|p| p.as_ref().map(|b| b.as_slice())),
+        }
+    }
+}
+
+impl GroupState {
+    /// The group, borrowed.
+    pub fn as_group_ref(&self) -> GroupRef<'_> {
+        GroupRef {
+            key: KeyRef::Parts(&self.key),
+            rows: self.rows,
+            values: &self.values,
+        }
     }
 }
 
@@ -600,5 +733,59 @@ mod tests {
             prop_assert_eq!(left.max, whole.max);
             prop_assert!((left.m2 - whole.m2).abs() <= 1e-6 * whole.m2.abs().max(1.0));
         }
+
+        /// The table's key order (a 16-byte prefix, then the encoded keys
+        /// part by part) is the order of the keys as `Vec<Option<ByteBuf>>`:
+        /// null parts, empty parts, keys sharing their first 16 bytes, keys
+        /// that differ only by trailing zero bytes.
+        #[test]
+        fn sorted_order_is_key_order(
+            keys in proptest::collection::vec(
+                proptest::collection::vec(
+                    proptest::option::of(proptest::collection::vec(
+                        proptest::sample::select(vec![0u8, b'a', b'b', 0xff]), 0..20)),
+                    1..3),
+                0..40),
+        ) {
+            let mut table = GroupTable::new();
+            let mut expected: Vec<Vec<Option<ByteBuf>>> = Vec::new();
+            for key in keys {
+                let key: Vec<Option<ByteBuf>> = key.into_iter().map(|p| p.map(ByteBuf::from)).collect();
+                if !expected.contains(&key) {
+                    expected.push(key.clone());
+                }
+                table.merge_group(GroupState { key, rows: 1, values: vec![NumState::default()] });
+            }
+            expected.sort();
+            let sorted: Vec<_> = table
+                .sorted_order()
+                .into_iter()
+                .map(|i| table.group(i as usize).unwrap().to_group_state().key)
+                .collect();
+            prop_assert_eq!(&sorted, &expected);
+            let owned: Vec<_> = table.into_sorted().into_iter().map(|g| g.key).collect();
+            prop_assert_eq!(owned, expected);
+        }
+    }
+
+    #[test]
+    fn group_refs_of_states_and_tables_agree() {
+        let g = GroupState {
+            key: vec![None, Some(ByteBuf::from(b"x,y".to_vec())), Some(ByteBuf::new())],
+            rows: 3,
+            values: vec![state_of(&[1.0, 2.0, 4.0])],
+        };
+        let mut table = GroupTable::new();
+        table.merge_group(g.clone());
+        let from_table = table.group(0).unwrap();
+        let parts: Vec<_> = from_table.key_parts().collect();
+        assert_eq!(parts, vec![None, Some(&b"x,y"[..]), Some(&b""[..])]);
+        assert_eq!(g.as_group_ref().key_parts().collect::<Vec<_>>(), parts);
+        assert_eq!(from_table.to_group_state(), g);
+        assert!(table.group(1).is_none());
+        // A hint only: any index, in or out of the table.
+        table.prefetch(0, 0);
+        table.prefetch(0, 1);
+        table.prefetch(7, 1);
     }
 }

@@ -59,7 +59,7 @@ impl NdjsonWriter {
                     None => line.extend_from_slice(b"null"),
                 }
             }
-            for (title, cell) in self.titles.iter().zip(set.cells(g)) {
+            for (title, cell) in self.titles.iter().zip(set.cells(g.as_group_ref())) {
                 line.push(b',');
                 json_string(&mut line, title);
                 line.push(b':');
