@@ -11,9 +11,11 @@
 //!   variants without a body), so a worker in any language reads them with
 //!   a stock msgpack library.
 //! * [`query`]: the query a coordinator prepares on its workers.
-//! * [`partial`]: mergeable aggregate states ([`NumState`], [`Partial`]) and
-//!   the [`GroupTable`] that merges them. The merge is part of the contract:
-//!   a custom worker must produce states that merge the same way.
+//! * [`partial`]: mergeable aggregate states ([`NumState`], [`Partial`]).
+//!   The merge is part of the contract: a custom worker must produce states
+//!   that merge the same way.
+//! * [`table`]: the [`GroupTable`] that merges partials group by group, and
+//!   hands the groups out in key order.
 //! * [`packed`]: [`PackedPartial`], a [`Partial`] decoded from the same
 //!   bytes into flat arrays, which a coordinator merges without allocating
 //!   per group.
@@ -37,14 +39,16 @@ pub mod message;
 pub mod packed;
 pub mod partial;
 pub mod query;
+pub mod table;
 
 pub use error::Error;
 pub use message::{
     Counters, ErrorKind, FromWorker, Location, Source, TaskError, TaskResult, ToWorker,
 };
 pub use packed::{PackedGroup, PackedPartial};
-pub use partial::{GroupKeyParts, GroupRef, GroupState, GroupTable, NumState, Partial};
+pub use partial::{GroupState, NumState, Partial};
 pub use query::{AggFunc, Aggregate, InputFormat, OnError, PaneSpec, QuerySpec, RecordFormat};
+pub use table::{GroupKeyParts, GroupRef, GroupTable};
 
 /// Version of the wire protocol. Bumped on any incompatible change; the
 /// handshake refuses a peer with another version.

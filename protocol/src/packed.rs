@@ -138,6 +138,20 @@ impl PackedPartial {
         self.ends.is_empty()
     }
 
+    /// Group `k`, in the order received.
+    pub fn group(&self, k: usize) -> Option<PackedGroup<'_>> {
+        let end = self.ends.get(k)?;
+        let (key_start, values_start) = match k.checked_sub(1) {
+            Some(before) => self.ends.get(before).map(|e| (e.key, e.values))?,
+            None => (0, 0),
+        };
+        Some(PackedGroup {
+            encoded_key: self.arena.get(key_start..end.key)?,
+            rows: end.rows,
+            values: self.values.get(values_start..end.values)?,
+        })
+    }
+
     /// The groups, in the order received.
     pub fn groups(&self) -> impl Iterator<Item = PackedGroup<'_>> + '_ {
         let starts = std::iter::once((0, 0)).chain(self.ends.iter().map(|e| (e.key, e.values)));
