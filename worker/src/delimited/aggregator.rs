@@ -127,6 +127,16 @@ pub(crate) struct Aggregator<'c> {
 impl<'c> Aggregator<'c> {
     /// An empty aggregate; `squares[v]`: keep squares for value column `v`.
     pub(crate) fn new(columns: &'c Columns, squares: &'c [bool]) -> Self {
+        Self::with_table(columns, squares, None)
+    }
+
+    /// An empty aggregate in `table`, an empty table of an earlier task of
+    /// the same query (see [`Aggregator::into_parts`]), or a new one.
+    pub(crate) fn with_table(
+        columns: &'c Columns,
+        squares: &'c [bool],
+        table: Option<GroupTable>,
+    ) -> Self {
         let shape = match columns.key_fields.len() {
             0 => KeyShape::Global,
             1 => KeyShape::Single,
@@ -135,7 +145,7 @@ impl<'c> Aggregator<'c> {
         Aggregator {
             columns,
             squares,
-            table: GroupTable::new(shape, columns.value_fields.len()),
+            table: table.unwrap_or_else(|| GroupTable::new(shape, columns.value_fields.len())),
             parsed: vec![None; columns.value_fields.len()],
             key: Vec::new(),
             records: 0,
@@ -320,7 +330,15 @@ impl<'c> Aggregator<'c> {
         Some((Partial { groups }, records))
     }
 
+    /// The groups as a partial.
     pub(crate) fn into_partial(self) -> Partial {
-        self.table.into_partial(self.squares)
+        self.into_parts().0
+    }
+
+    /// The groups as a partial, and the table emptied, to keep for the next
+    /// task.
+    pub(crate) fn into_parts(mut self) -> (Partial, GroupTable) {
+        let partial = self.table.take_partial(self.squares);
+        (partial, self.table)
     }
 }

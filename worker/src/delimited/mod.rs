@@ -77,10 +77,24 @@ struct Delimited {
     /// for files without a header.
     listed: Result<Arc<Columns>, TaskFailure>,
     files: FileCache,
-    /// The fast path's table, kept from task to task: the groups of one
-    /// chunk are mostly those of the next, so a task starts with its keys
-    /// in place instead of inserting them all again.
+    kept: KeptTables,
+}
+
+/// What a prepared query keeps from one task to the next.
+#[derive(Default)]
+struct KeptTables {
+    /// The fast path's table: the groups of one chunk are mostly those of
+    /// the next, so a task starts with its keys in place instead of
+    /// inserting them all again.
     fast: Option<fast::FastTable>,
+    /// Set once a task filled the fast table (65,536 keys):
+    /// the file has more keys than the fast path takes, and its groups
+    /// would all be merged into the general table again; later tasks go
+    /// the general way from their first record (same results).
+    fast_overflowed: bool,
+    /// The general path's table, emptied, its memory kept (see
+    /// [`table::GroupTable::clear`]).
+    general: Option<table::GroupTable>,
 }
 
 impl Delimited {
@@ -114,7 +128,7 @@ impl Delimited {
             query: query.clone(),
             listed,
             files: FileCache::default(),
-            fast: None,
+            kept: KeptTables::default(),
         })
     }
 }
@@ -138,7 +152,7 @@ impl PreparedQuery for Delimited {
                     skip_header: false,
                     count_quotes: false,
                 };
-                aggregate(&self.query, &self.squares, &columns, &task, &mut self.fast)
+                aggregate(&self.query, &self.squares, &columns, &task, &mut self.kept)
             }
             Source::FileRange {
                 path,
@@ -187,7 +201,7 @@ impl PreparedQuery for Delimited {
                     skip_header: header,
                     count_quotes: true,
                 };
-                aggregate(&self.query, &self.squares, &columns, &task, &mut self.fast)
+                aggregate(&self.query, &self.squares, &columns, &task, &mut self.kept)
             }
         }
     }
@@ -243,7 +257,7 @@ fn aggregate(
     squares: &[bool],
     columns: &Columns,
     task: &Task<'_>,
-    fast_table: &mut Option<fast::FastTable>,
+    kept: &mut KeptTables,
 ) -> Result<TaskOutput, TaskFailure> {
     let data = task.data;
     let quote = query.input.quote;
@@ -277,17 +291,10 @@ fn aggregate(
     // the first record.
     let fast_shape =
         columns.key_fields == [0] && columns.value_fields == [1] && columns.wanted == 2;
-    if fast_shape {
-        if let Some(mut output) = read_records(
-            query,
-            squares,
-            columns,
-            task,
-            first,
-            end,
-            Mode::Fast,
-            fast_table,
-        )? {
+    if fast_shape && !kept.fast_overflowed {
+        if let Some(mut output) =
+            read_records(query, squares, columns, task, first, end, Mode::Fast, kept)?
+        {
             if let (Some(q), true) = (quote, task.count_quotes) {
                 output.counters.quotes = count_byte(q, data.get(start..first).unwrap_or_default());
             }
@@ -304,8 +311,8 @@ fn aggregate(
         Some(q) => memchr(q, data.get(first..tail_end).unwrap_or_default()).is_none(),
     };
     let mode = if plain { Mode::Plain } else { Mode::Quoted };
-    let mut output = read_records(query, squares, columns, task, first, end, mode, fast_table)?
-        .unwrap_or_default();
+    let mut output =
+        read_records(query, squares, columns, task, first, end, mode, kept)?.unwrap_or_default();
     // The quotes of `start..end`, from those of the records read
     // (`first..stop`, counted while reading them) rather than another pass
     // over the chunk: add the bytes before the first record, take off the
@@ -383,7 +390,7 @@ fn read_records(
     first: usize,
     end: usize,
     mode: Mode,
-    fast_slot: &mut Option<fast::FastTable>,
+    kept: &mut KeptTables,
 ) -> Result<Option<TaskOutput>, TaskFailure> {
     let data = task.data;
     let quote = query.input.quote;
@@ -398,7 +405,7 @@ fn read_records(
         query,
         columns,
         value_names: query.value_columns(),
-        aggregator: Aggregator::new(columns, squares),
+        aggregator: Aggregator::with_table(columns, squares, kept.general.take()),
         masked: MaskedPlan::new(columns, squares),
         locator: Locator::new(task.name, data, task.first_line),
         bad_records: 0,
@@ -409,7 +416,8 @@ fn read_records(
     let stop = match mode {
         Mode::Fast => {
             let squares = squares.first().copied().unwrap_or(true);
-            let mut table = fast_slot
+            let mut table = kept
+                .fast
                 .take()
                 .unwrap_or_else(|| fast::FastTable::new(squares));
             table.reset();
@@ -426,7 +434,8 @@ fn read_records(
             match scanned {
                 fast::Scan::Done(stop) => stop,
                 fast::Scan::Quoted => {
-                    *fast_slot = fast_table;
+                    kept.fast = fast_table;
+                    kept.general = Some(record.aggregator.into_parts().1);
                     return Ok(None);
                 }
             }
@@ -451,8 +460,9 @@ fn read_records(
         }
     }
     if let Some(table) = fast_table {
+        kept.fast_overflowed |= table.is_full();
         if table.worth_keeping() {
-            *fast_slot = Some(table);
+            kept.fast = Some(table);
         }
     }
     output.counters.records = aggregator.records;
@@ -462,12 +472,14 @@ fn read_records(
     output.counters.quotes = splitter.quotes;
     output.counters.bad_records = bad_records;
     output.bad_samples = bad_samples;
-    output.partial = match direct {
+    let (partial, general) = match direct {
         Some((partial, records)) => {
             output.counters.records = records;
-            partial
+            (partial, aggregator.into_parts().1)
         }
-        None => aggregator.into_partial(),
+        None => aggregator.into_parts(),
     };
+    output.partial = partial;
+    kept.general = Some(general);
     Ok(Some(output))
 }

@@ -189,9 +189,30 @@ impl GroupTable {
         self.entries.len()
     }
 
+    /// Empties the table, keeping its memory: a worker's next task of the
+    /// same query fills it again without growing it (rehashing, and
+    /// faulting in fresh pages) from nothing.
+    pub(crate) fn clear(&mut self) {
+        self.index.clear();
+        self.entries.clear();
+        self.arena.clear();
+        self.accs.clear();
+        self.null_group = None;
+        self.short.fill(ShortSlot::default());
+    }
+
+    /// The groups as a partial, leaving the table empty (see
+    /// [`GroupTable::clear`]); `squares[v]`: whether value column `v` keeps
+    /// its sum of squares.
+    pub(crate) fn take_partial(&mut self, squares: &[bool]) -> Partial {
+        let partial = self.to_partial(squares);
+        self.clear();
+        partial
+    }
+
     /// The table as a partial; `squares[v]`: whether value column `v` keeps
     /// its sum of squares.
-    pub(crate) fn into_partial(self, squares: &[bool]) -> Partial {
+    fn to_partial(&self, squares: &[bool]) -> Partial {
         let mut groups = Vec::with_capacity(self.entries.len());
         for (i, e) in self.entries.iter().enumerate() {
             let key_bytes = self
@@ -361,7 +382,9 @@ mod tests {
         t.row(a)[0].push_exact(20, 0, false);
         t.row(n);
         assert_eq!(t.len(), 3);
-        let p = t.into_partial(&[false]);
+        let short = t.group_at(b"ab;cdefghij", 0, 2);
+        t.row(short);
+        let p = t.take_partial(&[false]);
         let h = p
             .groups
             .iter()
@@ -370,6 +393,19 @@ mod tests {
         assert_eq!(h.rows, 2);
         assert_eq!(h.values[0].exact_sum(), Some((30, 0)));
         assert!(p.groups.iter().any(|g| g.key == vec![None] && g.rows == 1));
+        assert_eq!(p.groups.len(), 4);
+
+        // Taken, the table is empty and starts again from group 0: no
+        // stale key in the index, the short-key cache or the null group.
+        assert_eq!(t.len(), 0);
+        assert_eq!(t.group_at(b"ab;cdefghij", 0, 2), 0);
+        assert_eq!(t.group(b"Hamburg"), 1);
+        assert_eq!(t.null_group(), 2);
+        t.row(0);
+        let again = t.take_partial(&[false]);
+        assert_eq!(again.groups.len(), 3);
+        assert_eq!(again.groups[0].rows, 1);
+        assert_eq!(again.groups[1].rows, 0);
     }
 
     #[test]

@@ -64,18 +64,18 @@ fn run_chunk(
     end: usize,
     siq: bool,
 ) -> Result<TaskOutput, TaskFailure> {
-    run_chunk_with(q, data, start, end, siq, &mut None)
+    run_chunk_with(q, data, start, end, siq, &mut KeptTables::default())
 }
 
-/// [`run_chunk`] with the fast table `fast` left by earlier chunks, as a
-/// worker keeps it from task to task.
+/// [`run_chunk`] with the tables `kept` left by earlier chunks, as a
+/// worker keeps them from task to task.
 fn run_chunk_with(
     q: &QuerySpec,
     data: &[u8],
     start: usize,
     end: usize,
     siq: bool,
-    fast: &mut Option<super::fast::FastTable>,
+    kept: &mut KeptTables,
 ) -> Result<TaskOutput, TaskFailure> {
     let prepared = Delimited::new(q)?;
     let columns = if q.input.header {
@@ -93,7 +93,7 @@ fn run_chunk_with(
         skip_header: q.input.header,
         count_quotes: true,
     };
-    aggregate(q, &prepared.squares, &columns, &task, fast)
+    aggregate(q, &prepared.squares, &columns, &task, kept)
 }
 
 fn run_inline(q: &QuerySpec, data: &[u8], first_line: u64) -> Result<TaskOutput, TaskFailure> {
@@ -145,13 +145,13 @@ fn run_cut(q: &QuerySpec, data: &[u8], cuts: &[usize]) -> (Vec<GroupState>, Coun
     bounds.sort_unstable();
     let mut outputs = Vec::new();
     let mut total = Counters::default();
-    let mut fast = None;
+    let mut kept = KeptTables::default();
     for w in bounds.windows(2) {
         let siq = match q.input.quote {
             Some(qb) => data[..w[0]].iter().filter(|&&b| b == qb).count() % 2 == 1,
             None => false,
         };
-        let o = run_chunk_with(q, data, w[0], w[1], siq, &mut fast).unwrap();
+        let o = run_chunk_with(q, data, w[0], w[1], siq, &mut kept).unwrap();
         assert_eq!(o.counters.start_in_quotes, siq);
         total.records += o.counters.records;
         total.bytes += o.counters.bytes;
@@ -607,6 +607,50 @@ fn fast_path_agrees_with_the_general_path_on_mixed_records() {
         let (parts, _) = run_cut(&q, &plain, &cuts);
         assert_same(&whole, &parts, "fast path in chunks");
     }
+}
+
+#[test]
+fn more_keys_than_the_fast_table_takes() {
+    // 100,000 keys over 250,000 records: the first chunk fills the fast
+    // table, the later ones skip it, and every chunk reuses the general
+    // table the one before emptied. The same groups as csv-core (quoted
+    // keys, never the fast path) and as the file read whole.
+    let (mut plain, mut quoted) = (Vec::new(), Vec::new());
+    let mut state = 11u64;
+    for _ in 0..250_000 {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let r = (state >> 33) as usize;
+        let tenths = (r / 100_000 % 1999) as i64 - 999;
+        let v = format!(
+            "{}{}.{}",
+            if tenths < 0 { "-" } else { "" },
+            tenths.abs() / 10,
+            tenths.abs() % 10
+        );
+        plain.extend_from_slice(format!("user{},{v}\n", r % 100_000).as_bytes());
+        quoted.extend_from_slice(format!("\"user{}\",{v}\n", r % 100_000).as_bytes());
+    }
+    let q = stats_query(Some(b'"'), false);
+    let whole = run_chunk(&q, &quoted, 0, quoted.len(), false).unwrap();
+    assert_eq!(whole.counters.records, 250_000);
+    let whole = sorted([whole]);
+    assert!(whole.len() > 65_536, "{} keys", whole.len());
+
+    let mut kept = KeptTables::default();
+    let half = plain.len() / 2;
+    let first = run_chunk_with(&q, &plain, 0, half, false, &mut kept).unwrap();
+    assert!(kept.fast_overflowed);
+    assert!(kept.fast.is_none() && kept.general.is_some());
+    let second = run_chunk_with(&q, &plain, half, plain.len(), false, &mut kept).unwrap();
+    assert_eq!(first.counters.records + second.counters.records, 250_000);
+    assert_same(&whole, &sorted([first, second]), "overflowed fast table");
+
+    let cuts: Vec<usize> = (1..7).map(|i| i * plain.len() / 7).collect();
+    let (parts, counters) = run_cut(&q, &plain, &cuts);
+    assert_eq!(counters.records, 250_000);
+    assert_same(&whole, &parts, "many keys in chunks");
 }
 
 #[test]
