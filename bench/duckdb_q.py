@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Run a benchmark query with DuckDB and print its result.
 
-usage: duckdb_q.py {q1,q2,q3} FILE
+usage: duckdb_q.py {q1,q2,q3,q4} FILE
 
-q1, q2: min/mean/max(temp) by station over a header-less `station;temp` file,
+q1, q2, q4: min/mean/max(temp) by station over a header-less `station;temp` file,
         printed in the One Billion Row Challenge format
         `{name=min/mean/max, ...}` (names in byte order, means rounded half up).
 q3:     count, sum(bytes), mean/min/max/stddev(latency_ms) by country over the
@@ -56,7 +56,7 @@ def q_events(con, path):
 
 
 def main(argv):
-    if len(argv) != 3 or argv[1] not in ("q1", "q2", "q3"):
+    if len(argv) != 3 or argv[1] not in ("q1", "q2", "q3", "q4"):
         sys.exit(__doc__)
     con = duckdb.connect()
     if argv[1] == "q3":

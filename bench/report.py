@@ -4,7 +4,7 @@
 usage: report.py [--results bench/results] [--out BENCHMARKS.md]
 
 Reads, from the results folder: meta.tsv (command, versions, data files),
-q1.json q2.json q3.json (hyperfine: tally, duckdb, polars), q1-workers.json
+q1.json ... q4.json (hyperfine: tally, duckdb, polars), q1-workers.json
 (j1, j2), startup.json, memory.tsv, and the query outputs *.out to check
 that the tools agree. Any of them may be missing; its section is left out.
 """
@@ -22,6 +22,7 @@ QUERIES = {
     "q1": "Q1: min/mean/max(temp) by station, 1BRC file, 413 stations",
     "q2": "Q2: min/mean/max(temp) by station, 1BRC file, 10 000 stations",
     "q3": "Q3: count, sum(bytes), mean/min/max/stddev(latency_ms) by country, events CSV",
+    "q4": "Q4: min/mean/max(temp) by station, 1BRC file, 2 000 000 stations (many groups)",
 }
 
 TOOLS = [("tally", "tally"), ("duckdb", "DuckDB"), ("polars", "Polars")]

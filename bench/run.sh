@@ -4,11 +4,12 @@
 # usage: bench/run.sh
 #
 # Environment (defaults in brackets):
-#   QUERIES    queries to run, any of q1 q2 q3            ["q1 q2 q3"]
+#   QUERIES    queries to run, any of q1 q2 q3 q4         ["q1 q2 q3 q4"]
 #   RUNS       timed runs per command (after 1 warm-up)   [5]
 #   Q1_ROWS    rows of the 1BRC file, 413 stations        [50000000]
 #   Q2_ROWS    rows of the 1BRC file, 10000 stations      [50000000]
 #   Q3_ROWS    rows of the events CSV                     [10000000]
+#   Q4_ROWS    rows of the 1BRC file, 2,000,000 stations  [10000000]
 #   EXTRAS     also run -j1/-j2, start-up and memory: 1/0 [1]
 #   TALLY      use this tally binary instead of building one
 #
@@ -20,11 +21,12 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
-QUERIES=${QUERIES:-"q1 q2 q3"}
+QUERIES=${QUERIES:-"q1 q2 q3 q4"}
 RUNS=${RUNS:-5}
 Q1_ROWS=${Q1_ROWS:-50000000}
 Q2_ROWS=${Q2_ROWS:-50000000}
 Q3_ROWS=${Q3_ROWS:-10000000}
+Q4_ROWS=${Q4_ROWS:-10000000}
 EXTRAS=${EXTRAS:-1}
 
 DATA=bench/data
@@ -36,7 +38,7 @@ log() { printf '\n==> %s\n' "$*" >&2; }
 die() { printf 'bench/run.sh: %s\n' "$*" >&2; exit 1; }
 
 for q in $QUERIES; do
-    case $q in q1 | q2 | q3) ;; *) die "unknown query '$q' in QUERIES (use q1 q2 q3)" ;; esac
+    case $q in q1 | q2 | q3 | q4) ;; *) die "unknown query '$q' in QUERIES (use q1 q2 q3 q4)" ;; esac
 done
 case $RUNS in '' | *[!0-9]*) die "RUNS must be a positive integer, got '$RUNS'" ;; esac
 
@@ -98,6 +100,7 @@ data_file() {
         q1) echo "$DATA/q1.txt" ;;
         q2) echo "$DATA/q2.txt" ;;
         q3) echo "$DATA/q3.csv" ;;
+        q4) echo "$DATA/q4.txt" ;;
     esac
 }
 
@@ -109,6 +112,7 @@ make_data() {
             q1) gen "$DATA/q1.txt" 1brc --rows "$Q1_ROWS" ;;
             q2) gen "$DATA/q2.txt" 1brc --rows "$Q2_ROWS" --stations 10000 ;;
             q3) gen "$DATA/q3.csv" events --rows "$Q3_ROWS" ;;
+            q4) gen "$DATA/q4.txt" 1brc --rows "$Q4_ROWS" --stations 2000000 ;;
         esac
     done
 }
@@ -123,7 +127,7 @@ tally_cmd() { # query file [extra tally flags...]
     shift 2
     local extra=${*:+ $*}
     case $query in
-        q1 | q2)
+        q1 | q2 | q4)
             echo "$(q "$TALLY") run $(q "$file")$extra --delimiter ';' --no-header --columns station,temp --by station --agg 'min(temp),mean(temp),max(temp)' --format 1brc"
             ;;
         q3)
@@ -211,7 +215,7 @@ write_meta() {
     else
         git_rev=unknown
     fi
-    local cmd="QUERIES='$QUERIES' RUNS=$RUNS Q1_ROWS=$Q1_ROWS Q2_ROWS=$Q2_ROWS Q3_ROWS=$Q3_ROWS EXTRAS=$EXTRAS bench/run.sh"
+    local cmd="QUERIES='$QUERIES' RUNS=$RUNS Q1_ROWS=$Q1_ROWS Q2_ROWS=$Q2_ROWS Q3_ROWS=$Q3_ROWS Q4_ROWS=$Q4_ROWS EXTRAS=$EXTRAS bench/run.sh"
     {
         printf 'command\t%s\n' "$cmd"
         printf 'tally_rev\t%s\n' "$git_rev"

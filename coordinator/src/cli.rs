@@ -192,7 +192,8 @@ pub enum GenCommand {
         /// Rows to write.
         #[arg(long, default_value_t = 1_000_000)]
         rows: u64,
-        /// Distinct stations (413 as in 1BRC; 10000 for the high-cardinality variant).
+        /// Distinct stations, up to 4,000,000 (413 as in 1BRC; 10000 for the
+        /// high-cardinality variant; millions for a query of as many groups).
         #[arg(long, default_value_t = 413)]
         stations: usize,
         /// Random seed; the same seed gives the same bytes.

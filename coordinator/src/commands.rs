@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use tally_coordinator::gen::{write_1brc, write_events, EventsSpec, OneBrcSpec};
+use tally_coordinator::gen::{write_1brc, write_events, EventsSpec, OneBrcSpec, MAX_STATIONS};
 use tally_coordinator::pool::WorkerPool;
 use tally_coordinator::run::{run, RunSummary};
 use tally_coordinator::{ErrorPolicy, OutputFormat, RunConfig};
@@ -152,8 +152,8 @@ fn generate(g: GenCommand) -> Result<ExitCode> {
             seed,
             output: path,
         } => {
-            if !(1..=100_000).contains(&stations) {
-                anyhow::bail!("--stations must be between 1 and 100000");
+            if !(1..=MAX_STATIONS).contains(&stations) {
+                anyhow::bail!("--stations must be between 1 and {MAX_STATIONS}");
             }
             let mut out = output(path.as_deref())?;
             write_1brc(
