@@ -291,11 +291,12 @@ pub struct Partial {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn state_of(values: &[f64]) -> NumState {
+    /// The state of `values`, pushed one by one.
+    pub(crate) fn state_of(values: &[f64]) -> NumState {
         let mut s = NumState::default();
         for &v in values {
             s.push_f64(v);

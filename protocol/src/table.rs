@@ -430,15 +430,8 @@ impl GroupState {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::partial::tests::state_of;
     use proptest::prelude::*;
-
-    fn state_of(values: &[f64]) -> NumState {
-        let mut s = NumState::default();
-        for &v in values {
-            s.push_f64(v);
-        }
-        s
-    }
 
     proptest! {
         /// The table's key order (a 16-byte prefix, then the encoded keys

@@ -535,6 +535,16 @@ fn garbage_never_panics() {
     }
 }
 
+/// `tenths / 10` with one decimal, as the fast path reads it (`-12.3`).
+fn tenths_text(tenths: i64) -> String {
+    format!(
+        "{}{}.{}",
+        if tenths < 0 { "-" } else { "" },
+        tenths.abs() / 10,
+        tenths.abs() % 10
+    )
+}
+
 #[test]
 fn fast_path_agrees_with_the_general_path_on_mixed_records() {
     // Mostly the fast shape (`key,d.d`), mixed with records that must take
@@ -574,13 +584,7 @@ fn fast_path_agrees_with_the_general_path_on_mixed_records() {
                 .wrapping_add(1442695040888963407);
             let r = (state >> 33) as usize;
             let k = &keys[r % keys.len()];
-            let tenths = (r / 7 % 1999) as i64 - 999;
-            let fast = format!(
-                "{}{}.{}",
-                if tenths < 0 { "-" } else { "" },
-                tenths.abs() / 10,
-                tenths.abs() % 10
-            );
+            let fast = tenths_text((r / 7 % 1999) as i64 - 999);
             let v = match (r / 13) % 10 {
                 0 => "0.25".to_string(),
                 1 => "12".to_string(),
@@ -622,13 +626,7 @@ fn more_keys_than_the_fast_table_takes() {
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
         let r = (state >> 33) as usize;
-        let tenths = (r / 100_000 % 1999) as i64 - 999;
-        let v = format!(
-            "{}{}.{}",
-            if tenths < 0 { "-" } else { "" },
-            tenths.abs() / 10,
-            tenths.abs() % 10
-        );
+        let v = tenths_text((r / 100_000 % 1999) as i64 - 999);
         plain.extend_from_slice(format!("user{},{v}\n", r % 100_000).as_bytes());
         quoted.extend_from_slice(format!("\"user{}\",{v}\n", r % 100_000).as_bytes());
     }
