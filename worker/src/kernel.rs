@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use tally_protocol::{Counters, ErrorKind, Location, Partial, QuerySpec, Source};
+use tally_protocol::{Counters, ErrorKind, Location, PackedPartial, QuerySpec, Source};
 
 /// A computation a worker offers under a name (`QuerySpec::kernel`).
 ///
@@ -28,8 +28,10 @@ pub trait PreparedQuery: Send {
 /// The outcome of a task that worked.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct TaskOutput {
-    /// The aggregate over the task's records.
-    pub partial: Partial,
+    /// The aggregate over the task's records, in flat arrays (a kernel that
+    /// builds a [`tally_protocol::Partial`] converts it with `.into()`); it
+    /// goes on the wire as the `Partial` of the same groups would.
+    pub partial: PackedPartial,
     /// What was read.
     pub counters: Counters,
     /// Where the first few skipped records were (under `OnError::Skip`).

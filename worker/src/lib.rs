@@ -5,7 +5,8 @@
 //! of [`tally_protocol`] to each over its stdin/stdout: a handshake, then
 //! `Prepare` a query once and `Task`s that name a byte range of a file or
 //! carry records inline. The worker answers each task with a mergeable
-//! [`Partial`](tally_protocol::Partial) or a task error. Stdout carries
+//! partial ([`PackedPartial`](tally_protocol::PackedPartial), on the wire a
+//! [`Partial`](tally_protocol::Partial)) or a task error. Stdout carries
 //! frames only; logs go to stderr through [`log`].
 //!
 //! * [`Kernel`] and [`PreparedQuery`]: what a computation implements.
@@ -50,7 +51,8 @@
 //!         Ok(TaskOutput {
 //!             partial: Partial {
 //!                 groups: vec![GroupState { key: vec![], rows: lines, values: vec![] }],
-//!             },
+//!             }
+//!             .into(),
 //!             counters: Counters { records: lines, bytes: bytes.len() as u64, ..Counters::default() },
 //!             bad_samples: vec![],
 //!         })

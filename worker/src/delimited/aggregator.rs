@@ -1,8 +1,7 @@
 //! One split record at a time into the group table: parse the values, find
 //! the group, accumulate. A record with a bad value changes nothing.
 
-use serde_bytes::ByteBuf;
-use tally_protocol::{GroupState, Partial};
+use tally_protocol::PackedPartial;
 
 use super::accumulate::ValueAcc;
 use super::columns::Columns;
@@ -308,36 +307,30 @@ impl<'c> Aggregator<'c> {
     /// when no record took the general path (else `None`): the same groups
     /// as [`Aggregator::merge_fast`] then [`Aggregator::into_partial`]
     /// give, without building the general table.
-    pub(crate) fn fast_partial(&self, fast: &FastTable) -> Option<(Partial, u64)> {
+    pub(crate) fn fast_partial(&self, fast: &FastTable) -> Option<(PackedPartial, u64)> {
         if self.records != 0 || self.columns.value_fields.len() != 1 {
             return None;
         }
         let squares = self.squares.first().copied().unwrap_or(true);
         let mut records = 0;
-        let groups = fast
-            .groups()
-            .map(|g| {
-                records += g.count;
-                let mut acc = ValueAcc::default();
-                g.merge_into(&mut acc);
-                GroupState {
-                    key: vec![Some(ByteBuf::from(g.key.to_vec()))],
-                    rows: g.count,
-                    values: vec![acc.finish(squares)],
-                }
-            })
-            .collect();
-        Some((Partial { groups }, records))
+        let mut partial = PackedPartial::default();
+        for g in fast.groups() {
+            records += g.count;
+            let mut acc = ValueAcc::default();
+            g.merge_into(&mut acc);
+            partial.push_group([Some(g.key)], g.count, [acc.finish(squares)]);
+        }
+        Some((partial, records))
     }
 
     /// The groups as a partial.
-    pub(crate) fn into_partial(self) -> Partial {
+    pub(crate) fn into_partial(self) -> PackedPartial {
         self.into_parts().0
     }
 
     /// The groups as a partial, and the table emptied, to keep for the next
     /// task.
-    pub(crate) fn into_parts(mut self) -> (Partial, GroupTable) {
+    pub(crate) fn into_parts(mut self) -> (PackedPartial, GroupTable) {
         let partial = self.table.take_partial(self.squares);
         (partial, self.table)
     }

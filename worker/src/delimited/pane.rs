@@ -12,6 +12,7 @@
 //! PROTOCOL.md.
 
 use memchr::memchr;
+use tally_protocol::packed::key_parts;
 use tally_protocol::{Counters, ErrorKind, OnError, PaneSpec, QuerySpec, RecordFormat, Source};
 
 use super::aggregator::Aggregator;
@@ -311,17 +312,22 @@ impl PreparedQuery for PanedQuery {
         let paned = batch.panes.is_some();
         for ((p, k), agg) in batch.buckets {
             output.counters.records += agg.records;
-            let mut partial = agg.into_partial();
-            if paned {
-                let prefix = [
-                    Some(serde_bytes::ByteBuf::from(p.to_string().into_bytes())),
-                    Some(serde_bytes::ByteBuf::from(k.to_string().into_bytes())),
-                ];
-                for g in &mut partial.groups {
-                    g.key.splice(0..0, prefix.iter().cloned());
-                }
+            let partial = agg.into_partial();
+            if !paned && output.partial.is_empty() {
+                output.partial = partial;
+                continue;
             }
-            output.partial.groups.append(&mut partial.groups);
+            // Paned, each key starts with the pane and class numbers.
+            let (p, k) = (p.to_string(), k.to_string());
+            let prefix = [Some(p.as_bytes()), Some(k.as_bytes())];
+            let prefix = if paned { &prefix[..] } else { &[] };
+            for g in partial.groups() {
+                output.partial.push_group(
+                    prefix.iter().copied().chain(key_parts(g.encoded_key)),
+                    g.rows,
+                    g.values.iter().cloned(),
+                );
+            }
         }
         Ok(output)
     }
@@ -362,8 +368,7 @@ mod tests {
     }
 
     fn keyed(out: &TaskOutput) -> Vec<(Vec<String>, u64, f64)> {
-        let mut v: Vec<(Vec<String>, u64, f64)> = out
-            .partial
+        let mut v: Vec<(Vec<String>, u64, f64)> = tally_protocol::Partial::from(&out.partial)
             .groups
             .iter()
             .map(|g| {

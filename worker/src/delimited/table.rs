@@ -2,9 +2,8 @@
 //! that compares borrowed key bytes, and the accumulators of each group.
 
 use hashbrown::HashTable;
-use serde_bytes::ByteBuf;
-use tally_protocol::packed::{decode_key, push_key_part};
-use tally_protocol::{GroupState, Partial};
+use tally_protocol::packed::push_key_part;
+use tally_protocol::PackedPartial;
 
 use super::accumulate::ValueAcc;
 use super::number::low_bytes;
@@ -204,7 +203,7 @@ impl GroupTable {
     /// The groups as a partial, leaving the table empty (see
     /// [`GroupTable::clear`]); `squares[v]`: whether value column `v` keeps
     /// its sum of squares.
-    pub(crate) fn take_partial(&mut self, squares: &[bool]) -> Partial {
+    pub(crate) fn take_partial(&mut self, squares: &[bool]) -> PackedPartial {
         let partial = self.to_partial(squares);
         self.clear();
         partial
@@ -212,34 +211,31 @@ impl GroupTable {
 
     /// The table as a partial; `squares[v]`: whether value column `v` keeps
     /// its sum of squares.
-    fn to_partial(&self, squares: &[bool]) -> Partial {
-        let mut groups = Vec::with_capacity(self.entries.len());
+    fn to_partial(&self, squares: &[bool]) -> PackedPartial {
+        let mut partial = PackedPartial::default();
         for (i, e) in self.entries.iter().enumerate() {
             let key_bytes = self
                 .arena
                 .get(e.key_start..e.key_start + e.key_len)
                 .unwrap_or_default();
-            let key = match self.shape {
-                KeyShape::Global => Vec::new(),
-                KeyShape::Single if Some(i) == self.null_group => vec![None],
-                KeyShape::Single => vec![Some(ByteBuf::from(key_bytes.to_vec()))],
-                KeyShape::Multi => decode_key(key_bytes),
-            };
-            let accs = self
+            let values = self
                 .accs
                 .get(i * self.values..(i + 1) * self.values)
-                .unwrap_or_default();
-            groups.push(GroupState {
-                key,
-                rows: e.rows,
-                values: accs
-                    .iter()
-                    .zip(squares)
-                    .map(|(a, &sq)| a.finish(sq))
-                    .collect(),
-            });
+                .unwrap_or_default()
+                .iter()
+                .zip(squares)
+                .map(|(a, &sq)| a.finish(sq));
+            match self.shape {
+                KeyShape::Global => partial.push_group([], e.rows, values),
+                KeyShape::Single if Some(i) == self.null_group => {
+                    partial.push_group([None], e.rows, values)
+                }
+                KeyShape::Single => partial.push_group([Some(key_bytes)], e.rows, values),
+                // Already the protocol's encoding (see `encode_key`).
+                KeyShape::Multi => partial.push_encoded_group(key_bytes, e.rows, values),
+            }
         }
-        Partial { groups }
+        partial
     }
 }
 
@@ -336,6 +332,9 @@ fn read_u32(bytes: &[u8]) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_bytes::ByteBuf;
+    use tally_protocol::packed::decode_key;
+    use tally_protocol::Partial;
 
     /// Thousands of short keys through the short-key cache (so its slots
     /// are taken over again and again), keys that differ only by a
@@ -384,7 +383,7 @@ mod tests {
         assert_eq!(t.len(), 3);
         let short = t.group_at(b"ab;cdefghij", 0, 2);
         t.row(short);
-        let p = t.take_partial(&[false]);
+        let p = Partial::from(&t.take_partial(&[false]));
         let h = p
             .groups
             .iter()
@@ -402,7 +401,7 @@ mod tests {
         assert_eq!(t.group(b"Hamburg"), 1);
         assert_eq!(t.null_group(), 2);
         t.row(0);
-        let again = t.take_partial(&[false]);
+        let again = Partial::from(&t.take_partial(&[false]));
         assert_eq!(again.groups.len(), 3);
         assert_eq!(again.groups[0].rows, 1);
         assert_eq!(again.groups[1].rows, 0);

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use proptest::prelude::*;
 use serde_bytes::ByteBuf;
 use tally_protocol::{
-    AggFunc, Aggregate, ErrorKind, GroupState, GroupTable, InputFormat, Location, OnError,
+    AggFunc, Aggregate, ErrorKind, GroupState, GroupTable, InputFormat, Location, OnError, Partial,
     QuerySpec, Source,
 };
 
@@ -108,7 +108,7 @@ fn run_inline(q: &QuerySpec, data: &[u8], first_line: u64) -> Result<TaskOutput,
 fn sorted(outputs: impl IntoIterator<Item = TaskOutput>) -> Vec<GroupState> {
     let mut t = GroupTable::new();
     for o in outputs {
-        t.merge(o.partial);
+        t.merge_packed(&o.partial);
     }
     t.into_sorted()
 }
@@ -292,9 +292,9 @@ fn global_group_and_count_only() {
     let q = query(None, false, &[], &[(AggFunc::Count, None)]);
     let o = run_chunk(&q, data, 0, data.len(), false).unwrap();
     assert_eq!(o.counters.records, 3);
-    assert_eq!(o.partial.groups.len(), 1);
-    assert_eq!(o.partial.groups[0].rows, 3);
-    assert!(o.partial.groups[0].key.is_empty());
+    assert_eq!(Partial::from(&o.partial).groups.len(), 1);
+    assert_eq!(Partial::from(&o.partial).groups[0].rows, 3);
+    assert!(Partial::from(&o.partial).groups[0].key.is_empty());
 }
 
 #[test]
@@ -347,8 +347,8 @@ fn skip_mode_counts_and_samples() {
     assert_eq!(o.bad_samples[1].line, Some(3));
     assert_eq!(o.bad_samples[2].line, Some(5));
     // Bad records make no group.
-    assert_eq!(o.partial.groups.len(), 1);
-    assert_eq!(o.partial.groups[0].rows, 25);
+    assert_eq!(Partial::from(&o.partial).groups.len(), 1);
+    assert_eq!(Partial::from(&o.partial).groups[0].rows, 25);
 }
 
 #[test]
@@ -465,7 +465,7 @@ fn file_sources_through_the_kernel() {
     // The file changes between tasks: remapped, header read again.
     std::fs::write(&f.0, b"v,k\n5,z\n").unwrap();
     let o = p.run(&file_task(&f.path(), 0, 8, false)).unwrap();
-    assert_eq!(o.partial.groups[0].key, key("z"));
+    assert_eq!(Partial::from(&o.partial).groups[0].key, key("z"));
 
     let q = query(None, true, &["kk"], &[]);
     let mut p = DelimitedKernel.prepare(&q).unwrap();
