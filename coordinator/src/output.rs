@@ -188,17 +188,7 @@ impl<'a> ResultSet<'a> {
     pub fn groups(&self) -> impl Iterator<Item = GroupRef<'_>> + '_ {
         (0..self.len()).filter_map(move |n| match &self.groups {
             Groups::States(states) => states.get(n).map(GroupState::as_group_ref),
-            Groups::Table { table, order } => {
-                // Groups in key order are scattered over the table: fetch
-                // their rows and states 16 groups ahead, their keys 8.
-                if let Some(&i) = order.get(n + 16) {
-                    table.prefetch(i as usize, 0);
-                }
-                if let Some(&i) = order.get(n + 8) {
-                    table.prefetch(i as usize, 1);
-                }
-                order.get(n).and_then(|&i| table.group(i as usize))
-            }
+            Groups::Table { table, order } => table.group_in_order(order, n),
         })
     }
 

@@ -160,15 +160,7 @@ impl PackedPartial {
 
     /// The groups, in the order received.
     pub fn groups(&self) -> impl Iterator<Item = PackedGroup<'_>> + '_ {
-        let starts = std::iter::once((0, 0)).chain(self.ends.iter().map(|e| (e.key, e.values)));
-        self.ends
-            .iter()
-            .zip(starts)
-            .map(|(e, (key_start, values_start))| PackedGroup {
-                encoded_key: self.arena.get(key_start..e.key).unwrap_or_default(),
-                rows: e.rows,
-                values: self.values.get(values_start..e.values).unwrap_or_default(),
-            })
+        (0..self.len()).filter_map(|k| self.group(k))
     }
 
     /// Adds a group: its key parts (`None`: the null key), its row count

@@ -5,7 +5,7 @@ use std::hash::BuildHasher;
 
 use serde_bytes::ByteBuf;
 
-use crate::packed::{encode_key_into, key_parts, KeyParts, PackedPartial};
+use crate::packed::{decode_key, encode_key_into, key_parts, KeyParts, PackedPartial};
 use crate::partial::{GroupState, NumState, Partial};
 
 /// Groups merged from many partials, looked up by key.
@@ -127,10 +127,10 @@ impl GroupTable {
             if k + AHEAD < n {
                 let at = (k + AHEAD) % RING;
                 guesses[at] = self.home_group(hashes[at]).unwrap_or(usize::MAX);
-                self.prefetch(guesses[at], 0);
+                self.prefetch_group(guesses[at]);
             }
             if k + AHEAD / 2 < n {
-                self.prefetch(guesses[(k + AHEAD / 2) % RING], 1);
+                self.prefetch_key(guesses[(k + AHEAD / 2) % RING]);
             }
             if let Some(g) = partial.group(k) {
                 self.merge_hashed(hashes[k % RING], g.encoded_key, g.rows, g.values);
@@ -237,39 +237,56 @@ impl GroupTable {
         let m = self.meta.get(i)?;
         let base = i * self.stride;
         Some(GroupRef {
-            key: KeyRef::Encoded(self.arena.get(m.key_start..m.key_start + m.key_len)?),
+            key: KeyRef::Encoded(self.key_of(m)?),
             rows: m.rows,
             values: self.values.get(base..base + self.stride)?,
         })
     }
 
-    /// Asks the processor to start loading what [`GroupTable::group`]
-    /// reads of group `i`, a hint that changes no result: where groups are
-    /// visited out of the order they were stored in (millions of them, in
-    /// key order), each visit would otherwise wait on a cache miss per
-    /// array. `stage` 0 fetches the group's row and value states; stage 1
-    /// its key bytes, whose place is in the row (fetched at stage 0 some
-    /// visits earlier, or this costs the miss it would save).
-    pub fn prefetch(&self, i: usize, stage: u8) {
-        let base = i.saturating_mul(self.stride);
-        match stage {
-            0 => {
-                prefetch(self.meta.get(i));
-                prefetch(self.values.get(base));
-                prefetch(
-                    self.values
-                        .get(base.saturating_add(self.stride.saturating_sub(1))),
-                );
-            }
-            _ => prefetch(self.meta.get(i).and_then(|m| self.arena.get(m.key_start))),
+    /// Group `order[n]` (see [`GroupTable::sorted_order`]), borrowed.
+    /// Groups visited in key order are scattered over the table, so this
+    /// also fetches the row and states of `order[n + 2 * AHEAD]` and the
+    /// key bytes of `order[n + AHEAD]`: walking `n` up, each group is in
+    /// cache when its turn comes.
+    pub fn group_in_order(&self, order: &[u32], n: usize) -> Option<GroupRef<'_>> {
+        if let Some(&i) = order.get(n + 2 * AHEAD) {
+            self.prefetch_group(i as usize);
         }
+        if let Some(&i) = order.get(n + AHEAD) {
+            self.prefetch_key(i as usize);
+        }
+        self.group(*order.get(n)? as usize)
+    }
+
+    /// Starts loading the row and value states of group `i` (a hint: any
+    /// `i` will do).
+    fn prefetch_group(&self, i: usize) {
+        let base = i.saturating_mul(self.stride);
+        prefetch(self.meta.get(i));
+        prefetch(self.values.get(base));
+        prefetch(
+            self.values
+                .get(base.saturating_add(self.stride.saturating_sub(1))),
+        );
+    }
+
+    /// Starts loading the key bytes of group `i`, whose place is in its
+    /// row: fetched by [`GroupTable::prefetch_group`] some groups earlier,
+    /// or this costs the miss it would save.
+    fn prefetch_key(&self, i: usize) {
+        prefetch(self.meta.get(i).and_then(|m| self.arena.get(m.key_start)));
+    }
+
+    /// The encoded key of the group of row `m`.
+    fn key_of(&self, m: &GroupMeta) -> Option<&[u8]> {
+        self.arena.get(m.key_start..m.key_start + m.key_len)
     }
 
     /// The encoded key of group `i` (empty if there is none).
     fn encoded_key(&self, i: usize) -> &[u8] {
         self.meta
             .get(i)
-            .and_then(|m| self.arena.get(m.key_start..m.key_start + m.key_len))
+            .and_then(|m| self.key_of(m))
             .unwrap_or_default()
     }
 
@@ -386,10 +403,10 @@ impl<'a> GroupRef<'a> {
     /// The group as a [`GroupState`] (allocates).
     pub fn to_group_state(&self) -> GroupState {
         GroupState {
-            key: self
-                .key_parts()
-                .map(|p| p.map(|b| ByteBuf::from(b.to_vec())))
-                .collect(),
+            key: match self.key {
+                KeyRef::Encoded(enc) => decode_key(enc),
+                KeyRef::Parts(parts) => parts.to_vec(),
+            },
             rows: self.rows,
             values: self.values.to_vec(),
         }
@@ -565,9 +582,12 @@ mod tests {
         assert_eq!(g.as_group_ref().key_parts().collect::<Vec<_>>(), parts);
         assert_eq!(from_table.to_group_state(), g);
         assert!(table.group(1).is_none());
-        // A hint only: any index, in or out of the table.
-        table.prefetch(0, 0);
-        table.prefetch(0, 1);
-        table.prefetch(7, 1);
+        // The prefetches ahead are hints only: any index, in or out of the
+        // table.
+        let order = [0, 7, 0, u32::MAX];
+        for n in 0..order.len() {
+            assert_eq!(table.group_in_order(&order, n).is_some(), order[n] == 0);
+        }
+        assert!(table.group_in_order(&order, order.len()).is_none());
     }
 }

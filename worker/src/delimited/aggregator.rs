@@ -334,4 +334,11 @@ impl<'c> Aggregator<'c> {
         let partial = self.table.take_partial(self.squares);
         (partial, self.table)
     }
+
+    /// The table emptied, to keep for the next task, when its groups are
+    /// not wanted (they went another way, or the task starts again).
+    pub(crate) fn into_table(mut self) -> GroupTable {
+        self.table.clear();
+        self.table
+    }
 }

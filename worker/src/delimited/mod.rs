@@ -435,7 +435,7 @@ fn read_records(
                 fast::Scan::Done(stop) => stop,
                 fast::Scan::Quoted => {
                     kept.fast = fast_table;
-                    kept.general = Some(record.aggregator.into_parts().1);
+                    kept.general = Some(record.aggregator.into_table());
                     return Ok(None);
                 }
             }
@@ -475,7 +475,7 @@ fn read_records(
     let (partial, general) = match direct {
         Some((partial, records)) => {
             output.counters.records = records;
-            (partial, aggregator.into_parts().1)
+            (partial, aggregator.into_table())
         }
         None => aggregator.into_parts(),
     };
