@@ -2,6 +2,7 @@
 //! that hold a key's first [`HEAD`] bytes and integer sums of its values.
 
 use super::super::accumulate::ValueAcc;
+use super::huge::HugeSlice;
 use super::lanes::{Lanes, HEAD};
 
 /// The table's hash of a key's head, folded in two words by
@@ -38,9 +39,10 @@ fn key_hash<const SHORT: bool>((a, b): (u64, u64), key: &[u8]) -> u64 {
 /// One group of the fast table, stored in the table itself (no index to
 /// follow: a lookup is one dependent load). One cache line: the key's first
 /// 32 bytes (zero-padded, most keys entire), its length (0: a free entry),
-/// and integer sums of the values in tenths.
+/// and integer sums of the values in tenths. All zeros is a free entry
+/// (see [`FREE`]).
 #[repr(C, align(64))]
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct Entry {
     head: [u64; 4],
     key_len: u32,
@@ -51,7 +53,9 @@ struct Entry {
     sum_sq: i64,
 }
 
-/// A free entry.
+/// A free entry, as a group emptied by [`FastTable::reset`] leaves it: its
+/// extremes ready for the first value. A new table's entries are all zeros,
+/// also free (`key_len` 0): [`FastTable::insert`] writes every field.
 const FREE: Entry = Entry {
     head: [0; 4],
     key_len: 0,
@@ -79,7 +83,7 @@ pub(super) const MAX_GROUPS: usize = 1 << 16;
 /// An open-addressing table (linear probing, power-of-two size, an eighth
 /// to half full, see [`SPARSE_ENTRIES`]) of [`Entry`]s.
 pub(crate) struct FastTable {
-    entries: Vec<Entry>,
+    entries: HugeSlice<Entry>,
     /// Indices of the entries in use, in insertion order.
     used: Vec<u32>,
     /// Per entry (same index): where its key starts in `arena`, when it
@@ -134,7 +138,7 @@ impl FastTable {
     pub(crate) fn new(squares: bool) -> Self {
         const FIRST_ENTRIES: usize = 4096;
         FastTable {
-            entries: vec![FREE; FIRST_ENTRIES],
+            entries: HugeSlice::zeroed(FIRST_ENTRIES),
             used: Vec::new(),
             key_at: vec![0; FIRST_ENTRIES],
             arena: Vec::new(),
@@ -196,8 +200,55 @@ impl FastTable {
         head: L::Key,
         value: i64,
     ) -> bool {
-        // SAFETY (every `L` call): the caller guarantees the processor.
-        let hash = key_hash::<SHORT>(unsafe { L::fold(head) }, key);
+        // SAFETY: passed on from the caller.
+        unsafe {
+            let hash = Self::hash::<L, SHORT>(key, head);
+            self.add_hashed::<L, SQUARES, SHORT>(key, head, hash, value)
+        }
+    }
+
+    /// The hash [`FastTable::add_hashed`] takes for `key`, whose head is
+    /// `head`; `SHORT` as in [`FastTable::add`].
+    ///
+    /// # Safety
+    /// The processor supports `L`.
+    #[inline(always)]
+    pub(super) unsafe fn hash<L: Lanes, const SHORT: bool>(key: &[u8], head: L::Key) -> u64 {
+        // SAFETY: the caller guarantees the processor.
+        key_hash::<SHORT>(unsafe { L::fold(head) }, key)
+    }
+
+    /// Asks the processor to bring the entry where a lookup of `hash`
+    /// starts into its caches: a lookup issued a record or two later then
+    /// finds it there instead of waiting on memory. Only a hint: nothing
+    /// changes if the table grows in between.
+    #[inline(always)]
+    pub(super) fn prefetch(&self, hash: u64) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+            let i = (hash as usize) & (self.entries.len() - 1);
+            // SAFETY: SSE is part of the x86-64 baseline; a prefetch reads
+            // nothing and cannot fault, and `i` is in bounds anyway.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(self.entries.as_ptr().add(i).cast()) };
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = hash;
+    }
+
+    /// [`FastTable::add`] with the key's [`FastTable::hash`] given.
+    ///
+    /// # Safety
+    /// The processor supports `L`; `hash` is `key`'s.
+    #[inline(always)]
+    pub(super) unsafe fn add_hashed<L: Lanes, const SQUARES: bool, const SHORT: bool>(
+        &mut self,
+        key: &[u8],
+        head: L::Key,
+        hash: u64,
+        value: i64,
+    ) -> bool {
+        // Every `L` call below: the caller guarantees the processor.
         let short = SHORT || key.len() <= HEAD;
         let mask = self.entries.len() - 1;
         let mut i = (hash as usize) & mask;
@@ -275,7 +326,7 @@ impl FastTable {
     fn grow(&mut self) {
         let size = self.entries.len() * 2;
         let mask = size - 1;
-        let mut entries = vec![FREE; size];
+        let mut entries = HugeSlice::<Entry>::zeroed(size);
         let mut key_at = vec![0; size];
         for slot in &mut self.used {
             let old = *slot as usize;
