@@ -33,6 +33,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod allocator;
 mod error;
 pub mod frame;
 pub mod message;

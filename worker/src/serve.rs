@@ -130,6 +130,7 @@ fn describe(source: &Source) -> String {
 /// }
 /// ```
 pub fn run_main(registry: Registry) -> ExitCode {
+    tally_protocol::allocator::keep_freed_memory();
     let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
         .target(env_logger::Target::Stderr)
         .try_init();
