@@ -134,6 +134,19 @@ pub struct PackedPartial {
 }
 
 impl PackedPartial {
+    /// An empty partial with room for `groups` groups, `key_bytes` bytes of
+    /// encoded keys (see [`push_key_part`]) and `values` value states in
+    /// all: a worker knows them before it builds a partial, which then
+    /// grows without copying (a partial of a million groups is tens of
+    /// MiB; doubling it copied and faulted in each size on the way).
+    pub fn with_capacity(groups: usize, key_bytes: usize, values: usize) -> Self {
+        PackedPartial {
+            arena: Vec::with_capacity(key_bytes),
+            values: Vec::with_capacity(values),
+            ends: Vec::with_capacity(groups),
+        }
+    }
+
     /// Number of groups.
     pub fn len(&self) -> usize {
         self.ends.len()

@@ -313,7 +313,8 @@ impl<'c> Aggregator<'c> {
         }
         let squares = self.squares.first().copied().unwrap_or(true);
         let mut records = 0;
-        let mut partial = PackedPartial::default();
+        let (groups, key_bytes) = fast.size();
+        let mut partial = PackedPartial::with_capacity(groups, key_bytes + 9 * groups, groups);
         for g in fast.groups() {
             records += g.count;
             let mut acc = ValueAcc::default();

@@ -212,7 +212,13 @@ impl GroupTable {
     /// The table as a partial; `squares[v]`: whether value column `v` keeps
     /// its sum of squares.
     fn to_partial(&self, squares: &[bool]) -> PackedPartial {
-        let mut partial = PackedPartial::default();
+        // Keys of one column gain a tag and a length each (`push_key_part`).
+        let key_bytes = self.arena.len() + self.entries.len() * 9;
+        let mut partial = PackedPartial::with_capacity(
+            self.entries.len(),
+            key_bytes,
+            self.entries.len() * self.values,
+        );
         for (i, e) in self.entries.iter().enumerate() {
             let key_bytes = self
                 .arena

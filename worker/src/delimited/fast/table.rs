@@ -179,6 +179,11 @@ impl FastTable {
         self.squares
     }
 
+    /// Groups, and the bytes of their keys.
+    pub(crate) fn size(&self) -> (usize, usize) {
+        (self.used.len(), self.arena.len())
+    }
+
     /// Records added.
     pub(crate) fn records(&self) -> u64 {
         self.groups().map(|g| g.count).sum()
