@@ -140,11 +140,21 @@ impl PackedPartial {
     /// grows without copying (a partial of a million groups is tens of
     /// MiB; doubling it copied and faulted in each size on the way).
     pub fn with_capacity(groups: usize, key_bytes: usize, values: usize) -> Self {
-        PackedPartial {
-            arena: Vec::with_capacity(key_bytes),
-            values: Vec::with_capacity(values),
-            ends: Vec::with_capacity(groups),
-        }
+        let mut partial = PackedPartial::default();
+        partial.clear_with_capacity(groups, key_bytes, values);
+        partial
+    }
+
+    /// Empties the partial, keeping its memory, and makes room as
+    /// [`PackedPartial::with_capacity`] does: a worker builds each task's
+    /// partial in the memory of the one before.
+    pub fn clear_with_capacity(&mut self, groups: usize, key_bytes: usize, values: usize) {
+        self.arena.clear();
+        self.values.clear();
+        self.ends.clear();
+        self.arena.reserve(key_bytes);
+        self.values.reserve(values);
+        self.ends.reserve(groups);
     }
 
     /// Number of groups.

@@ -30,6 +30,8 @@ pub fn serve<R: Read, W: Write>(input: R, mut output: W, registry: &Registry) ->
     let mut queries: HashMap<u64, Result<Box<dyn PreparedQuery>, TaskFailure>> = HashMap::new();
     let mut out = Vec::new();
     loop {
+        // The query whose prepared state gets this reply's partial back.
+        let mut recycle_to = None;
         let Some(msg) = reader.read_message::<ToWorker>()? else {
             log::debug!("input closed; exiting");
             break;
@@ -72,6 +74,7 @@ pub fn serve<R: Read, W: Write>(input: R, mut output: W, registry: &Registry) ->
                 source,
             } => {
                 log::debug!("task {task_id} of query {query_id}: {}", describe(&source));
+                recycle_to = Some(query_id);
                 let outcome = match queries.get_mut(&query_id) {
                     Some(Ok(prepared)) => prepared.run(&source),
                     Some(Err(failure)) => Err(failure.clone()),
@@ -104,6 +107,11 @@ pub fn serve<R: Read, W: Write>(input: R, mut output: W, registry: &Registry) ->
         frame::encode_frame(&mut out, &reply)?;
         output.write_all(&out)?;
         output.flush()?;
+        if let (FromWorker::Result(result), Some(query_id)) = (reply, recycle_to) {
+            if let Some(Ok(prepared)) = queries.get_mut(&query_id) {
+                prepared.recycle(result.partial);
+            }
+        }
     }
     output.flush()?;
     Ok(())

@@ -306,33 +306,38 @@ impl<'c> Aggregator<'c> {
     /// The groups of the fast path as a partial, with their record count,
     /// when no record took the general path (else `None`): the same groups
     /// as [`Aggregator::merge_fast`] then [`Aggregator::into_partial`]
-    /// give, without building the general table.
-    pub(crate) fn fast_partial(&self, fast: &FastTable) -> Option<(PackedPartial, u64)> {
+    /// give, without building the general table. The partial is built in
+    /// the memory of `into`, which comes back unused with `Err`.
+    pub(crate) fn fast_partial(
+        &self,
+        fast: &FastTable,
+        mut partial: PackedPartial,
+    ) -> Result<(PackedPartial, u64), PackedPartial> {
         if self.records != 0 || self.columns.value_fields.len() != 1 {
-            return None;
+            return Err(partial);
         }
         let squares = self.squares.first().copied().unwrap_or(true);
         let mut records = 0;
         let (groups, key_bytes) = fast.size();
-        let mut partial = PackedPartial::with_capacity(groups, key_bytes + 9 * groups, groups);
+        partial.clear_with_capacity(groups, key_bytes + 9 * groups, groups);
         for g in fast.groups() {
             records += g.count;
             let mut acc = ValueAcc::default();
             g.merge_into(&mut acc);
             partial.push_group([Some(g.key)], g.count, [acc.finish(squares)]);
         }
-        Some((partial, records))
+        Ok((partial, records))
     }
 
     /// The groups as a partial.
     pub(crate) fn into_partial(self) -> PackedPartial {
-        self.into_parts().0
+        self.into_parts(PackedPartial::default()).0
     }
 
-    /// The groups as a partial, and the table emptied, to keep for the next
-    /// task.
-    pub(crate) fn into_parts(mut self) -> (PackedPartial, GroupTable) {
-        let partial = self.table.take_partial(self.squares);
+    /// The groups as a partial built in the memory of `into`, and the table
+    /// emptied, to keep for the next task.
+    pub(crate) fn into_parts(mut self, into: PackedPartial) -> (PackedPartial, GroupTable) {
+        let partial = self.table.take_partial(self.squares, into);
         (partial, self.table)
     }
 

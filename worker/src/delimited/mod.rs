@@ -32,7 +32,7 @@ mod tests;
 use std::sync::Arc;
 
 use memchr::memchr;
-use tally_protocol::{Counters, ErrorKind, Location, OnError, QuerySpec, Source};
+use tally_protocol::{Counters, ErrorKind, Location, OnError, PackedPartial, QuerySpec, Source};
 
 use crate::{Kernel, PreparedQuery, TaskFailure, TaskOutput};
 use aggregator::{Aggregator, MaskedPlan};
@@ -95,6 +95,10 @@ struct KeptTables {
     /// The general path's table, emptied, its memory kept (see
     /// [`table::GroupTable::clear`]).
     general: Option<table::GroupTable>,
+    /// The last task's partial, sent and handed back
+    /// ([`PreparedQuery::recycle`]): the next partial is built in its
+    /// memory.
+    partial: Option<PackedPartial>,
 }
 
 impl Delimited {
@@ -204,6 +208,10 @@ impl PreparedQuery for Delimited {
                 aggregate(&self.query, &self.squares, &columns, &task, &mut self.kept)
             }
         }
+    }
+
+    fn recycle(&mut self, partial: PackedPartial) {
+        self.kept.partial = Some(partial);
     }
 }
 
@@ -451,10 +459,12 @@ fn read_records(
         bad_samples,
         ..
     } = record;
-    let direct = fast_table
-        .as_ref()
-        .and_then(|table| aggregator.fast_partial(table));
-    if direct.is_none() {
+    let recycled = kept.partial.take().unwrap_or_default();
+    let direct = match &fast_table {
+        Some(table) => aggregator.fast_partial(table, recycled),
+        None => Err(recycled),
+    };
+    if direct.is_err() {
         if let Some(table) = &fast_table {
             aggregator.merge_fast(table);
         }
@@ -473,11 +483,11 @@ fn read_records(
     output.counters.bad_records = bad_records;
     output.bad_samples = bad_samples;
     let (partial, general) = match direct {
-        Some((partial, records)) => {
+        Ok((partial, records)) => {
             output.counters.records = records;
             (partial, aggregator.into_table())
         }
-        None => aggregator.into_parts(),
+        Err(recycled) => aggregator.into_parts(recycled),
     };
     output.partial = partial;
     kept.general = Some(general);

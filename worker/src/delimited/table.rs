@@ -200,21 +200,21 @@ impl GroupTable {
         self.short.fill(ShortSlot::default());
     }
 
-    /// The groups as a partial, leaving the table empty (see
-    /// [`GroupTable::clear`]); `squares[v]`: whether value column `v` keeps
-    /// its sum of squares.
-    pub(crate) fn take_partial(&mut self, squares: &[bool]) -> PackedPartial {
-        let partial = self.to_partial(squares);
+    /// The groups as a partial, built in the memory of `into` (its groups
+    /// dropped), leaving the table empty (see [`GroupTable::clear`]);
+    /// `squares[v]`: whether value column `v` keeps its sum of squares.
+    pub(crate) fn take_partial(&mut self, squares: &[bool], into: PackedPartial) -> PackedPartial {
+        let partial = self.to_partial(squares, into);
         self.clear();
         partial
     }
 
-    /// The table as a partial; `squares[v]`: whether value column `v` keeps
-    /// its sum of squares.
-    fn to_partial(&self, squares: &[bool]) -> PackedPartial {
+    /// The table as a partial, in the memory of `partial`; `squares[v]`:
+    /// whether value column `v` keeps its sum of squares.
+    fn to_partial(&self, squares: &[bool], mut partial: PackedPartial) -> PackedPartial {
         // Keys of one column gain a tag and a length each (`push_key_part`).
         let key_bytes = self.arena.len() + self.entries.len() * 9;
-        let mut partial = PackedPartial::with_capacity(
+        partial.clear_with_capacity(
             self.entries.len(),
             key_bytes,
             self.entries.len() * self.values,
@@ -389,7 +389,7 @@ mod tests {
         assert_eq!(t.len(), 3);
         let short = t.group_at(b"ab;cdefghij", 0, 2);
         t.row(short);
-        let p = Partial::from(&t.take_partial(&[false]));
+        let p = Partial::from(&t.take_partial(&[false], PackedPartial::default()));
         let h = p
             .groups
             .iter()
@@ -407,7 +407,7 @@ mod tests {
         assert_eq!(t.group(b"Hamburg"), 1);
         assert_eq!(t.null_group(), 2);
         t.row(0);
-        let again = Partial::from(&t.take_partial(&[false]));
+        let again = Partial::from(&t.take_partial(&[false], PackedPartial::default()));
         assert_eq!(again.groups.len(), 3);
         assert_eq!(again.groups[0].rows, 1);
         assert_eq!(again.groups[1].rows, 0);

@@ -721,3 +721,36 @@ fn masked_path_agrees_with_csv_core_on_mixed_records() {
     let (parts, _) = run_cut(&q, &plain, &cuts);
     assert_same(&whole, &parts, "masked path in chunks");
 }
+
+/// A partial handed back after a task (`PreparedQuery::recycle`) holds the
+/// next task's groups only: on the fast path (1BRC shape), on the general
+/// path (CSV of several columns) and when the next task has fewer groups.
+#[test]
+fn a_recycled_partial_holds_only_the_next_tasks_groups() {
+    let mut fast = query(None, false, &["k"], &[(AggFunc::Max, Some("v"))]);
+    fast.input.columns = vec!["k".into(), "v".into()];
+    let fast_tasks: [&[u8]; 3] = [b"a,1.5\nb,2.5\nc,3.5\nd,4.5\n", b"b,-1.5\nb,7.0\n", b""];
+    let general_tasks: [&[u8]; 3] = [
+        b"a,1.5,0\nb,2.5,0\nc,3.5,0\nd,4.5,0\n",
+        b"b,-1.5,1\nb,7.0,2\n",
+        b"",
+    ];
+    for (q, tasks) in [
+        (fast, fast_tasks),
+        (stats_query(None, false), general_tasks),
+    ] {
+        let inline = |bytes: &[u8]| Source::Inline {
+            name: "<stdin>".into(),
+            first_line: 1,
+            bytes: ByteBuf::from(bytes.to_vec()),
+        };
+        let mut reused = Delimited::new(&q).expect("query");
+        for bytes in tasks {
+            let got = reused.run(&inline(bytes)).expect("task");
+            let want = run_inline(&q, bytes, 1).expect("task");
+            assert_eq!(Partial::from(&got.partial), Partial::from(&want.partial));
+            assert_eq!(got.counters, want.counters);
+            reused.recycle(got.partial);
+        }
+    }
+}
