@@ -34,9 +34,13 @@ pub(crate) fn encode_key_into(key: &[Option<ByteBuf>], out: &mut Vec<u8>) {
     }
 }
 
+/// Bytes [`push_key_part`] writes before a present part's bytes: the tag
+/// and the length. What a partial's key arena needs beyond the key bytes.
+pub const KEY_PART_HEADER: usize = 1 + std::mem::size_of::<u64>();
+
 /// Appends one key part to an encoded key, unambiguously: a tag byte (0
 /// null, 1 present), then for a present part its length (u64 LE) and
-/// bytes. The encoding of [`PackedGroup::encoded_key`]; a worker's group
+/// bytes ([`KEY_PART_HEADER`] bytes in all before them). The encoding of [`PackedGroup::encoded_key`]; a worker's group
 /// table uses it too, for keys of several columns.
 pub fn push_key_part(out: &mut Vec<u8>, part: Option<&[u8]>) {
     match part {

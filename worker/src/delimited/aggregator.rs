@@ -1,6 +1,7 @@
 //! One split record at a time into the group table: parse the values, find
 //! the group, accumulate. A record with a bad value changes nothing.
 
+use tally_protocol::packed::KEY_PART_HEADER;
 use tally_protocol::PackedPartial;
 
 use super::accumulate::ValueAcc;
@@ -303,11 +304,11 @@ impl<'c> Aggregator<'c> {
         self.records += fast.records();
     }
 
-    /// The groups of the fast path as a partial, with their record count,
-    /// when no record took the general path (else `None`): the same groups
-    /// as [`Aggregator::merge_fast`] then [`Aggregator::into_partial`]
-    /// give, without building the general table. The partial is built in
-    /// the memory of `into`, which comes back unused with `Err`.
+    /// The groups of the fast path as a partial, built in the memory of
+    /// `partial`, with their record count, when no record took the general
+    /// path (else `Err` with `partial` unused): the same groups as
+    /// [`Aggregator::merge_fast`] then [`Aggregator::into_partial`] give,
+    /// without building the general table.
     pub(crate) fn fast_partial(
         &self,
         fast: &FastTable,
@@ -319,7 +320,7 @@ impl<'c> Aggregator<'c> {
         let squares = self.squares.first().copied().unwrap_or(true);
         let mut records = 0;
         let (groups, key_bytes) = fast.size();
-        partial.clear_with_capacity(groups, key_bytes + 9 * groups, groups);
+        partial.clear_with_capacity(groups, key_bytes + KEY_PART_HEADER * groups, groups);
         for g in fast.groups() {
             records += g.count;
             let mut acc = ValueAcc::default();

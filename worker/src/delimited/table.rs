@@ -2,7 +2,7 @@
 //! that compares borrowed key bytes, and the accumulators of each group.
 
 use hashbrown::HashTable;
-use tally_protocol::packed::push_key_part;
+use tally_protocol::packed::{push_key_part, KEY_PART_HEADER};
 use tally_protocol::PackedPartial;
 
 use super::accumulate::ValueAcc;
@@ -213,7 +213,7 @@ impl GroupTable {
     /// whether value column `v` keeps its sum of squares.
     fn to_partial(&self, squares: &[bool], mut partial: PackedPartial) -> PackedPartial {
         // Keys of one column gain a tag and a length each (`push_key_part`).
-        let key_bytes = self.arena.len() + self.entries.len() * 9;
+        let key_bytes = self.arena.len() + self.entries.len() * KEY_PART_HEADER;
         partial.clear_with_capacity(
             self.entries.len(),
             key_bytes,

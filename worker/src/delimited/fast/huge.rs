@@ -33,7 +33,7 @@ const HUGE: usize = 2 << 20;
 /// `len` values of `T`, zero-filled, on transparent huge pages where the
 /// system gives them.
 pub(crate) struct HugeSlice<T: Pod> {
-    /// The first value: in `memory`, which it outlives by never leaving
+    /// The first value: in `_memory`, which it outlives by never leaving
     /// this struct.
     first: NonNull<T>,
     len: usize,
@@ -109,7 +109,7 @@ impl<T: Pod> Deref for HugeSlice<T> {
 
     #[inline(always)]
     fn deref(&self) -> &[T] {
-        // SAFETY: `first` points at `len` initialised values that `memory`
+        // SAFETY: `first` points at `len` initialised values that `_memory`
         // owns and keeps in place (see `HugeSlice`).
         unsafe { std::slice::from_raw_parts(self.first.as_ptr(), self.len) }
     }

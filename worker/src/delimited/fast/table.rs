@@ -232,13 +232,20 @@ impl FastTable {
         #[cfg(target_arch = "x86_64")]
         {
             use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-            let i = (hash as usize) & (self.entries.len() - 1);
+            let i = self.home(hash);
             // SAFETY: SSE is part of the x86-64 baseline; a prefetch reads
             // nothing and cannot fault, and `i` is in bounds anyway.
             unsafe { _mm_prefetch::<_MM_HINT_T0>(self.entries.as_ptr().add(i).cast()) };
         }
         #[cfg(not(target_arch = "x86_64"))]
         let _ = hash;
+    }
+
+    /// The entry where a lookup of `hash` starts (in bounds:
+    /// `entries.len()` is a power of two, see `new`, `grow`).
+    #[inline(always)]
+    fn home(&self, hash: u64) -> usize {
+        (hash as usize) & (self.entries.len() - 1)
     }
 
     /// [`FastTable::add`] with the key's [`FastTable::hash`] given.
@@ -256,7 +263,7 @@ impl FastTable {
         // Every `L` call below: the caller guarantees the processor.
         let short = SHORT || key.len() <= HEAD;
         let mask = self.entries.len() - 1;
-        let mut i = (hash as usize) & mask;
+        let mut i = self.home(hash);
         loop {
             // SAFETY: `entries.len()` is a power of two (see `new`, `grow`),
             // so `i & mask` is in bounds.
