@@ -93,6 +93,19 @@ gen() {
     "$TALLY" gen "$@" >"$file.tmp"
     mv "$file.tmp" "$file"
     printf '%s\n' "$spec" >"$file.spec"
+    uncache "$file"
+}
+
+# uncache FILE: drops FILE's pages from the page cache (they are written
+# back first), so that the first run reads it from disk. A file just
+# written sits in the cache in 4 KiB pages; read back by tally (which asks
+# for 2 MiB pages on its mappings) it is held in 2 MiB folios, as any file
+# tally reads from disk is. Measured on Q1 at 500M rows: 4.29 s over the
+# pages `tally gen` left, 3.98 s once read back. Every tool then reads the
+# same warm cache.
+uncache() {
+    sync "$1"
+    dd if="$1" iflag=nocache count=0 status=none
 }
 
 data_file() {
