@@ -32,26 +32,19 @@ query=(--delimiter ';' --no-header --columns station,temp --by station
 OUT=bench/results/linear.txt
 : > "$OUT"
 
-# The two files' runs alternate (after one warm-up run of each): this
-# machine's speed drifts by tens of percent over minutes, and hyperfine,
-# which times all runs of one command before the next, put that drift into
-# the ratio (9.5x and 12.8x in two sittings, same binaries).
-python3 - "$BIG_ROWS" "$RUNS" "$TALLY" "$SMALL" "$BIG" "${query[@]}" >> "$OUT" <<'PY'
-import json, statistics, subprocess, sys, time
-big_rows, runs, tally, small, big, *query = sys.argv[1:]
-def once(path):
-    started = time.perf_counter()
-    subprocess.run([tally, "run", path, *query], stdout=subprocess.DEVNULL, check=True)
-    return time.perf_counter() - started
-once(small), once(big)
-times = {small: [], big: []}
-for _ in range(int(runs)):
-    for path in (small, big):
-        times[path].append(once(path))
-json.dump(times, open("bench/results/linear.json", "w"), indent=1)
-a, b = statistics.median(times[small]), statistics.median(times[big])
-print(f"time: 50M rows {a:.3f} s, {int(big_rows) // 1_000_000}M rows {b:.3f} s "
-      f"(medians of {runs} alternating runs); ratio {b / a:.2f}")
+# The two files' runs alternate (bench/alternate.py): this machine's speed
+# drifts by tens of percent over minutes, and hyperfine, which times all
+# runs of one command before the next, put that drift into the ratio (9.5x
+# and 12.8x in two sittings, same binaries).
+python3 bench/alternate.py --warmup 1 --runs "$RUNS" \
+    --export-json bench/results/linear.json \
+    -n 50M "$TALLY run $SMALL ${query[*]@Q}" -n big "$TALLY run $BIG ${query[*]@Q}"
+python3 - "$BIG_ROWS" "$RUNS" >> "$OUT" <<'PY'
+import json, statistics, sys
+r = json.load(open("bench/results/linear.json"))["results"]
+a, b = (x["median"] for x in r)
+print(f"time: 50M rows {a:.3f} s, {int(sys.argv[1]) // 1_000_000}M rows {b:.3f} s "
+      f"(medians of {sys.argv[2]} alternating runs); ratio {b / a:.2f}")
 PY
 
 # Peak RssAnon (kB) of the coordinator and of its workers, sampled every 10 ms.

@@ -4,9 +4,10 @@
 usage: report.py [--results bench/results] [--out BENCHMARKS.md]
 
 Reads, from the results folder: meta.tsv (command, versions, data files),
-q1.json ... q4.json (hyperfine: tally, duckdb, polars), q1-workers.json
-(j1, j2), startup.json, memory.tsv, and the query outputs *.out to check
-that the tools agree. Any of them may be missing; its section is left out.
+q1.json ... q4.json (tally, duckdb, polars) and q1-workers.json (j1, j2),
+in hyperfine's JSON as bench/alternate.py writes it, startup.json
+(hyperfine), memory.tsv, and the query outputs *.out to check that the
+tools agree. Any of them may be missing; its section is left out.
 """
 import argparse
 import csv
@@ -44,7 +45,8 @@ def read_tsv(path):
 
 
 def read_hyperfine(path):
-    """{name: {median, mean, stddev, min, max, runs}} from a hyperfine JSON."""
+    """{name: {median, mean, stddev, min, max, runs}} from a hyperfine JSON
+    (or bench/alternate.py's, which has the same fields)."""
     if not os.path.exists(path):
         return None
     with open(path, encoding="utf-8") as f:
@@ -357,8 +359,11 @@ def render(results):
         meta.get("command", "bench/run.sh"),
         "```",
         "",
-        "Method: warm page cache (the file was just read), `hyperfine --warmup 1 "
-        f"--runs {meta.get('runs', '?')}`, wall-clock seconds, output discarded. Every tool "
+        "Method: warm page cache (the file was just read), "
+        f"`bench/alternate.py --warmup 1 --runs {meta.get('runs', '?')}`: one warm-up "
+        "round, then rounds that run tally, DuckDB and Polars once each in turn, so that "
+        "all three meet the machine's drift alike (hyperfine would time every run of one "
+        "tool before the next); medians of wall-clock seconds, output discarded. Every tool "
         "uses its default parallelism (all CPUs). DuckDB and Polars run the same query from "
         "a Python script (`bench/duckdb_q.py`, `bench/polars_q.py`) that reads the file "
         "with an explicit schema, groups, sorts and prints the result; their times include "

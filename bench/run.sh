@@ -164,8 +164,8 @@ run_query() {
     bash -c "$t" >"$RESULTS/$query.tally.out" || die "tally failed on $query: $t"
     bash -c "$d" >"$RESULTS/$query.duckdb.out" || die "duckdb failed on $query: $d"
     bash -c "$p" >"$RESULTS/$query.polars.out" || die "polars failed on $query: $p"
-    log "$query: timing ($RUNS runs, warm cache)"
-    hyperfine --warmup 1 --runs "$RUNS" --output=null \
+    log "$query: timing ($RUNS rounds of the three in turn, warm cache)"
+    python3 bench/alternate.py --warmup 1 --runs "$RUNS" \
         --export-json "$RESULTS/$query.json" \
         -n tally "$t" -n duckdb "$d" -n polars "$p"
 }
@@ -173,7 +173,7 @@ run_query() {
 run_workers() {
     local file=$DATA/q1.txt
     log "q1: tally -j1 vs -j2"
-    hyperfine --warmup 1 --runs "$RUNS" --output=null \
+    python3 bench/alternate.py --warmup 1 --runs "$RUNS" \
         --export-json "$RESULTS/q1-workers.json" \
         -n j1 "$(tally_cmd q1 "$file" -j1)" -n j2 "$(tally_cmd q1 "$file" -j2)"
 }
