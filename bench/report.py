@@ -303,6 +303,22 @@ def startup_section(lines, results):
         "(interpreter start and import)."
     )
     lines.append("")
+    spawn = read_numbers(os.path.join(results, "spawn.txt"))
+    if spawn:
+        lines.append(
+            f"Pool spawn and handshake of 2 workers, as `tally workers -j 2` reports it "
+            f"(first spawn to last handshake): median **{statistics.median(spawn):.1f} ms**, "
+            f"min {min(spawn):.1f}, max {max(spawn):.1f}, {len(spawn)} runs (target ≤ 5 ms)."
+        )
+        lines.append("")
+
+
+def read_numbers(path):
+    """The numbers in `path`, one a line; [] if it is missing."""
+    if not os.path.exists(path):
+        return []
+    with open(path, encoding="utf-8") as f:
+        return [float(l) for l in f if l.strip()]
 
 
 def memory_section(lines, results):
