@@ -414,7 +414,7 @@ unsafe fn pairs<L: Lanes, const SQUARES: bool>(
     let mut pending: Option<[Pending<L::Key>; 2]> = None;
     // A value is read as the 8 bytes before its newline: from the ninth
     // byte on, those are all in `data`.
-    while (8..=last).contains(&pos) {
+    while pos >= 8 && pos <= last {
         // SAFETY: pos + WINDOW <= data.len(); the caller guarantees `L`.
         let Some([delims, newlines, quotes]) =
             (unsafe { L::classify(data, pos, [pat.delimiter, b'\n', pat.quote]) })
