@@ -43,8 +43,13 @@ python3 - "$BIG_ROWS" "$RUNS" >> "$OUT" <<'PY'
 import json, statistics, sys
 r = json.load(open("bench/results/linear.json"))["results"]
 a, b = (x["median"] for x in r)
-print(f"time: 50M rows {a:.3f} s, {int(sys.argv[1]) // 1_000_000}M rows {b:.3f} s "
+big = f"{int(sys.argv[1]) // 1_000_000}M rows"
+print(f"time: 50M rows {a:.3f} s, {big} {b:.3f} s "
       f"(medians of {sys.argv[2]} alternating runs); ratio {b / a:.2f}")
+# CPU seconds drift less than wall seconds on a shared machine.
+ca, cb = (x["user"] + x["system"] for x in r)
+print(f"CPU (user + system, all processes): 50M rows {ca:.3f} s, {big} {cb:.3f} s "
+      f"(means); ratio {cb / ca:.2f}")
 PY
 
 # Peak RssAnon (kB) of the coordinator and of its workers, sampled every 10 ms.
