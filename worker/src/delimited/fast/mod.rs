@@ -364,6 +364,9 @@ unsafe fn scan_as<L: Lanes, const SQUARES: bool, E>(
     Ok(Scan::Done(pos.min(data.len())))
 }
 
+// `window_pair` checks both key lengths against HEAD with one comparison.
+const _: () = assert!(HEAD.is_power_of_two());
+
 /// Bytes [`pairs`] may read from a window's start: the window, then a key
 /// head or a value word starting inside it.
 const PAIR_READ: usize = WINDOW + HEAD;
@@ -410,82 +413,93 @@ unsafe fn pairs<L: Lanes, const SQUARES: bool>(
     let last = end
         .saturating_sub(WINDOW)
         .min(data.len().saturating_sub(PAIR_READ));
+    // SAFETY (every call below): passed on from the caller.
     // The records of the window before, prefetched, not yet added.
-    let mut pending: Option<[Pending<L::Key>; 2]> = None;
-    // A value is read as the 8 bytes before its newline: from the ninth
-    // byte on, those are all in `data`.
-    while pos >= 8 && pos <= last {
-        // SAFETY: pos + WINDOW <= data.len(); the caller guarantees `L`.
-        let Some([delims, newlines, quotes]) =
-            (unsafe { L::classify(data, pos, [pat.delimiter, b'\n', pat.quote]) })
-        else {
-            break;
-        };
-        let d1 = delims.trailing_zeros() as usize;
-        let n1 = newlines.trailing_zeros() as usize;
-        let d2 = (delims & delims.wrapping_sub(1)).trailing_zeros() as usize;
-        let rest = newlines & newlines.wrapping_sub(1);
-        let n2 = rest.trailing_zeros() as usize;
-        let start2 = n1 + 1;
-        let len2 = d2.wrapping_sub(start2);
-        // Quote bytes up to the second newline (without a quote byte the
-        // quote pattern is the newline: none counts).
-        let quoted = quotes & pat.quote_bits & (rest ^ rest.wrapping_sub(1));
-        let fits = (d1 > 0)
-            & (d1 <= HEAD)
-            & (d1 < n1)
-            & (len2 > 0)
-            & (len2 <= HEAD)
-            & (d2 < n2)
-            & (n2 < WINDOW)
-            & (quoted == 0);
-        if !fits {
-            break;
-        }
-        // SAFETY: each value word is the 8 bytes before a newline inside
-        // the window, and pos >= 8: they lie within data[pos - 8..pos + 64];
-        // each value's first byte is inside the window.
-        let (value1, value2) = unsafe {
-            (
-                parse_tenths_ending(
-                    load(data, pos + n1 - 8),
-                    n1 - d1 - 1,
-                    *data.get_unchecked(pos + d1 + 1),
-                ),
-                parse_tenths_ending(
-                    load(data, pos + n2 - 8),
-                    n2 - d2 - 1,
-                    *data.get_unchecked(pos + d2 + 1),
-                ),
-            )
-        };
-        let (Some(value1), Some(value2)) = (value1, value2) else {
-            break;
-        };
-        // SAFETY: each key head (HEAD bytes from pos or pos + start2, both
-        // inside the window) ends within pos + PAIR_READ <= data.len(); the
-        // caller guarantees `L`.
-        let records = unsafe {
-            [
-                prefetched::<L>(data, pos, d1, value1, table),
-                prefetched::<L>(data, pos + start2, len2, value2, table),
-            ]
-        };
-        if let Some(before) = pending.replace(records) {
-            // SAFETY: passed on from the caller.
-            if let Err(at) = unsafe { add_pending::<L, SQUARES>(data, table, before) } {
-                return at;
-            }
-        }
-        pos += n2 + 1;
-    }
-    if let Some(before) = pending {
-        // SAFETY: passed on from the caller.
+    let Some((mut before, next)) = (unsafe { window_pair::<L>(data, pos, last, pat, table) })
+    else {
+        return pos;
+    };
+    pos = next;
+    while let Some((records, next)) = unsafe { window_pair::<L>(data, pos, last, pat, table) } {
         if let Err(at) = unsafe { add_pending::<L, SQUARES>(data, table, before) } {
             return at;
         }
+        before = records;
+        pos = next;
     }
-    pos
+    match unsafe { add_pending::<L, SQUARES>(data, table, before) } {
+        Ok(()) => pos,
+        Err(at) => at,
+    }
+}
+
+/// The two records of the 64-byte window at `pos`, their entries
+/// prefetched, and where the record after them starts; `None` unless both
+/// have the fast shape with keys of at most [`HEAD`] bytes and `pos` is in
+/// `8..=last` (see [`pairs`]).
+///
+/// # Safety
+/// The processor supports `L`; `last + PAIR_READ <= data.len()`.
+#[inline(always)]
+unsafe fn window_pair<L: Lanes>(
+    data: &[u8],
+    pos: usize,
+    last: usize,
+    pat: &Patterns,
+    table: &FastTable,
+) -> Option<([Pending<L::Key>; 2], usize)> {
+    // A value is read as the 8 bytes before its newline: from the ninth
+    // byte on, those are all in `data`.
+    if pos < 8 || pos > last {
+        return None;
+    }
+    // SAFETY: pos + WINDOW <= data.len(); the caller guarantees `L`.
+    let [delims, newlines, quotes] =
+        unsafe { L::classify(data, pos, [pat.delimiter, b'\n', pat.quote]) }?;
+    let d1 = delims.trailing_zeros() as usize;
+    let n1 = newlines.trailing_zeros() as usize;
+    let d2 = (delims & delims.wrapping_sub(1)).trailing_zeros() as usize;
+    let rest = newlines & newlines.wrapping_sub(1);
+    let n2 = rest.trailing_zeros() as usize;
+    let start2 = n1 + 1;
+    let len2 = d2.wrapping_sub(start2);
+    // Quote bytes up to the second newline (without a quote byte the
+    // quote pattern is the newline: none counts).
+    let quoted = quotes & pat.quote_bits & (rest ^ rest.wrapping_sub(1));
+    // Both keys 1 to HEAD bytes long: each length less one (wrapping) is
+    // below HEAD, and so is their or (HEAD is a power of two).
+    let keys = d1.wrapping_sub(1) | len2.wrapping_sub(1);
+    let fits = (keys < HEAD) & (d1 < n1) & (d2 < n2) & (n2 < WINDOW) & (quoted == 0);
+    if !fits {
+        return None;
+    }
+    // SAFETY: each value word is the 8 bytes before a newline inside the
+    // window, and pos >= 8: they lie within data[pos - 8..pos + 64]; each
+    // value's first byte is inside the window.
+    let (value1, value2) = unsafe {
+        (
+            parse_tenths_ending(
+                load(data, pos + n1 - 8),
+                n1 - d1 - 1,
+                *data.get_unchecked(pos + d1 + 1),
+            )?,
+            parse_tenths_ending(
+                load(data, pos + n2 - 8),
+                n2 - d2 - 1,
+                *data.get_unchecked(pos + d2 + 1),
+            )?,
+        )
+    };
+    // SAFETY: each key head (HEAD bytes from pos or pos + start2, both
+    // inside the window) ends within pos + PAIR_READ <= data.len(); the
+    // caller guarantees `L`.
+    let records = unsafe {
+        [
+            prefetched::<L>(data, pos, d1, value1, table),
+            prefetched::<L>(data, pos + start2, len2, value2, table),
+        ]
+    };
+    Some((records, pos + n2 + 1))
 }
 
 /// The fast record at `at` with a key of `len` bytes, its entry prefetched.
