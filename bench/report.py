@@ -402,6 +402,7 @@ def render(results):
     startup_section(lines, results)
     memory_section(lines, results)
     linear_section(lines, results)
+    instructions_section(lines, results)
     stream_section(lines)
     return "\n".join(lines).rstrip("\n") + "\n"
 
@@ -418,6 +419,23 @@ def linear_section(lines, results):
     lines.append("Time should grow linearly (target: 500M ≤ 10.5× the 50M time); the")
     lines.append("anonymous memory (heap, not the mapped file) of the coordinator and of")
     lines.append("each worker should not grow at all.")
+    lines.append("")
+    for l in text:
+        lines.append(f"- {l}")
+    lines.append("")
+
+
+def instructions_section(lines, results):
+    """The kernel's instructions per record (bench/instructions.sh)."""
+    path = os.path.join(results, "instructions.txt")
+    if not os.path.exists(path):
+        return
+    with open(path, encoding="utf-8") as f:
+        text = [l.strip() for l in f if l.strip()]
+    lines.append("### Kernel instructions per record (`bench/instructions.sh`)")
+    lines.append("")
+    lines.append("The delimited kernel alone on one core (the `scan_file` example), counted by")
+    lines.append("cachegrind: unlike wall time, this does not move with the machine's load.")
     lines.append("")
     for l in text:
         lines.append(f"- {l}")

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# The delimited kernel's instructions per record on 1BRC data, counted by
+# cachegrind: a figure that does not drift with the machine's load, unlike
+# wall time (on the shared 2-core VM one binary's Q1 time varies by 15% or
+# more between runs). Use it to compare two builds of the kernel before
+# timing them; it says nothing of cache misses or stalls, so confirm a gain
+# with alternating timings (bench/alternate.py) afterwards.
+#
+# usage: bench/instructions.sh   (env: ROWS [1200000], STATIONS ["413 10000"])
+#
+# Runs the scan_file example (the kernel alone, one core, the file read in
+# 16 MiB tasks) under `valgrind --tool=cachegrind --cache-sim=no` on a
+# generated file per station count. Writes bench/results/instructions.txt.
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+ROWS=${ROWS:-1200000}
+STATIONS=${STATIONS:-"413 10000"}
+
+if ! command -v valgrind >/dev/null; then
+    command -v apt-get >/dev/null || { echo "bench/instructions.sh: install valgrind" >&2; exit 1; }
+    if [ "$(id -u)" -eq 0 ]; then apt-get install -y valgrind; else sudo apt-get install -y valgrind; fi
+fi
+cargo build --release --bin tally >&2
+cargo build --release -p tally-worker --example scan_file >&2
+TARGET=${CARGO_TARGET_DIR:-target}
+mkdir -p bench/data bench/results
+OUT=bench/results/instructions.txt
+commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+git diff --quiet HEAD 2>/dev/null || commit="$commit (with uncommitted changes)"
+echo "commit $commit" >"$OUT"
+for stations in $STATIONS; do
+    file=bench/data/instr-$ROWS-$stations.txt
+    [ -s "$file" ] || "$TARGET/release/tally" gen 1brc --rows "$ROWS" --stations "$stations" -o "$file"
+    log=$(mktemp)
+    valgrind --tool=cachegrind --cache-sim=no --cachegrind-out-file=/dev/null \
+        "$TARGET/release/examples/scan_file" "$file" file >"$log.out" 2>"$log"
+    refs=$(sed -n 's/.*I *refs: *\([0-9,]*\).*/\1/p' "$log" | tr -d ,)
+    records=$(sed -n 's/^file: \([0-9]*\) records.*/\1/p' "$log.out")
+    rm -f "$log" "$log.out"
+    [ -n "$refs" ] && [ -n "$records" ] || { echo "bench/instructions.sh: no count for $file" >&2; exit 1; }
+    python3 -c "import sys; r, n, s = map(int, sys.argv[1:]); print(f'{s} stations, {n:,} records: {r:,} instructions, {r / n:.1f} per record')" \
+        "$refs" "$records" "$stations" | tee -a "$OUT"
+done
