@@ -30,7 +30,7 @@ use memchr::{memchr, memchr3};
 use super::scan::WINDOW;
 use lanes::{load, Lanes, Portable, HEAD};
 pub(crate) use table::FastTable;
-use tenths::{parse_tenths, parse_tenths_ending};
+use tenths::{parse_tenths, tenths_ending};
 
 const LO: u64 = 0x0101_0101_0101_0101;
 const HI: u64 = 0x8080_8080_8080_8080;
@@ -476,20 +476,24 @@ unsafe fn window_pair<L: Lanes>(
     // SAFETY: each value word is the 8 bytes before a newline inside the
     // window, and pos >= 8: they lie within data[pos - 8..pos + 64]; each
     // value's first byte is inside the window.
-    let (value1, value2) = unsafe {
+    let ((value1, ok1), (value2, ok2)) = unsafe {
         (
-            parse_tenths_ending(
+            tenths_ending(
                 load(data, pos + n1 - 8),
                 n1 - d1 - 1,
                 *data.get_unchecked(pos + d1 + 1),
-            )?,
-            parse_tenths_ending(
+            ),
+            tenths_ending(
                 load(data, pos + n2 - 8),
                 n2 - d2 - 1,
                 *data.get_unchecked(pos + d2 + 1),
-            )?,
+            ),
         )
     };
+    // One branch for both values.
+    if !(ok1 & ok2) {
+        return None;
+    }
     // SAFETY: each key head (HEAD bytes from pos or pos + start2, both
     // inside the window) ends within pos + PAIR_READ <= data.len(); the
     // caller guarantees `L`.

@@ -90,6 +90,15 @@ const SHAPES: [Shape; 16] = {
 /// depends on it.
 #[inline(always)]
 pub(crate) fn parse_tenths_ending(word: u64, len: usize, first: u8) -> Option<i64> {
+    let (value, ok) = tenths_ending(word, len, first);
+    ok.then_some(value)
+}
+
+/// [`parse_tenths_ending`] without the branch: the value (meaningless when
+/// the bytes are not a value of the shape) and whether they are one, so
+/// that a caller can check several values at once.
+#[inline(always)]
+pub(crate) fn tenths_ending(word: u64, len: usize, first: u8) -> (i64, bool) {
     const ZEROS: u64 = 0x3030_3030_3030_3030;
     const PAST_NINE: u64 = 0x7676_7676_7676_7676;
     const HIGH: u64 = 0x8080_8080_8080_8080;
@@ -101,13 +110,10 @@ pub(crate) fn parse_tenths_ending(word: u64, len: usize, first: u8) -> Option<i6
     // so that no carry runs from them (the key, the sign) into a digit.
     let t = (word ^ ZEROS) & shape.digits;
     let bad = ((t | t.wrapping_add(PAST_NINE)) & HIGH) | ((word & shape.fixed) ^ shape.expect);
-    if bad != 0 {
-        return None;
-    }
     let aligned = (word >> 24) & shape.nibbles;
     let abs = (aligned.wrapping_mul(0x640A_0001) >> 32) & 0x3FF;
     let sign = -i64::from(neg);
-    Some((abs as i64 ^ sign) - sign)
+    ((abs as i64 ^ sign) - sign, bad == 0)
 }
 
 #[cfg(test)]
