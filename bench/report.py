@@ -350,9 +350,19 @@ def memory_section(lines, results):
 
 
 def render(results):
-    meta = read_tsv(os.path.join(results, "meta.tsv"))
+    meta_path = os.path.join(results, "meta.tsv")
+    meta = read_tsv(meta_path)
     m = machine()
-    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    # When the run was (bench/run.sh records it; older results have the time
+    # their metadata was written), not when this report is written.
+    if "date" in meta:
+        now = meta["date"]
+    else:
+        written = os.path.getmtime(meta_path) if os.path.exists(meta_path) else None
+        now = datetime.datetime.fromtimestamp(
+            written if written is not None else datetime.datetime.now().timestamp(),
+            datetime.timezone.utc,
+        ).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         "# Benchmarks",
         "",
@@ -401,41 +411,47 @@ def render(results):
     workers_section(lines, results)
     startup_section(lines, results)
     memory_section(lines, results)
-    linear_section(lines, results)
-    instructions_section(lines, results)
+    for name, title, intro in LISTED_SECTIONS:
+        listed_section(lines, os.path.join(results, name), title, intro)
     stream_section(lines)
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
-def linear_section(lines, results):
-    """Q1 at 50M and 500M rows (bench/linear.sh writes linear.txt)."""
-    path = os.path.join(results, "linear.txt")
+# Sections whose body is a text file of bench/results/, a list item a line:
+# (file, title, introduction).
+LISTED_SECTIONS = [
+    (
+        # bench/linear.sh
+        "linear.txt",
+        "Growth: Q1 at 50M and 500M rows (`bench/linear.sh`)",
+        [
+            "Time should grow linearly (target: 500M ≤ 10.5× the 50M time); the",
+            "anonymous memory (heap, not the mapped file) of the coordinator and of",
+            "each worker should not grow at all.",
+        ],
+    ),
+    (
+        # bench/instructions.sh
+        "instructions.txt",
+        "Kernel instructions per record (`bench/instructions.sh`)",
+        [
+            "The delimited kernel alone on one core (the `scan_file` example), counted by",
+            "cachegrind: unlike wall time, this does not move with the machine's load.",
+        ],
+    ),
+]
+
+
+def listed_section(lines, path, title, intro):
+    """A section whose body is the lines of the text file `path`, as a
+    list; nothing if the file is missing."""
     if not os.path.exists(path):
         return
     with open(path, encoding="utf-8") as f:
         text = [l.strip() for l in f if l.strip()]
-    lines.append("### Growth: Q1 at 50M and 500M rows (`bench/linear.sh`)")
+    lines.append(f"### {title}")
     lines.append("")
-    lines.append("Time should grow linearly (target: 500M ≤ 10.5× the 50M time); the")
-    lines.append("anonymous memory (heap, not the mapped file) of the coordinator and of")
-    lines.append("each worker should not grow at all.")
-    lines.append("")
-    for l in text:
-        lines.append(f"- {l}")
-    lines.append("")
-
-
-def instructions_section(lines, results):
-    """The kernel's instructions per record (bench/instructions.sh)."""
-    path = os.path.join(results, "instructions.txt")
-    if not os.path.exists(path):
-        return
-    with open(path, encoding="utf-8") as f:
-        text = [l.strip() for l in f if l.strip()]
-    lines.append("### Kernel instructions per record (`bench/instructions.sh`)")
-    lines.append("")
-    lines.append("The delimited kernel alone on one core (the `scan_file` example), counted by")
-    lines.append("cachegrind: unlike wall time, this does not move with the machine's load.")
+    lines.extend(intro)
     lines.append("")
     for l in text:
         lines.append(f"- {l}")

@@ -239,6 +239,7 @@ write_meta() {
     local cmd="QUERIES='$QUERIES' RUNS=$RUNS Q1_ROWS=$Q1_ROWS Q2_ROWS=$Q2_ROWS Q3_ROWS=$Q3_ROWS Q4_ROWS=$Q4_ROWS EXTRAS=$EXTRAS bench/run.sh"
     {
         printf 'command\t%s\n' "$cmd"
+        printf 'date\t%s\n' "$(date -u '+%Y-%m-%d %H:%M UTC')"
         printf 'tally_rev\t%s\n' "$git_rev"
         printf 'tally_version\t%s\n' "$("$TALLY" --version 2>/dev/null || echo unknown)"
         printf 'duckdb_version\t%s\n' "$("$PY" -c 'import duckdb; print(duckdb.__version__)')"
