@@ -14,13 +14,12 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 ROWS=${ROWS:-1200000}
 STATIONS=${STATIONS:-"413 10000"}
 
-if ! command -v valgrind >/dev/null; then
-    command -v apt-get >/dev/null || { echo "bench/instructions.sh: install valgrind" >&2; exit 1; }
-    if [ "$(id -u)" -eq 0 ]; then apt-get install -y valgrind; else sudo apt-get install -y valgrind; fi
-fi
+command -v valgrind >/dev/null || apt_install valgrind
 cargo build --release --bin tally >&2
 cargo build --release -p tally-worker --example scan_file >&2
 TARGET=${CARGO_TARGET_DIR:-target}

@@ -9,6 +9,8 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 BIG_ROWS=${BIG_ROWS:-500000000}
 RUNS=${RUNS:-3}
 if [ -z "${TALLY:-}" ]; then
@@ -21,12 +23,9 @@ BIG=bench/data/q1-$BIG_ROWS.txt
 [ -s "$SMALL" ] || "$TALLY" gen 1brc --rows 50000000 -o "$SMALL"
 [ -s "$BIG" ] || "$TALLY" gen 1brc --rows "$BIG_ROWS" -o "$BIG"
 # Both files start from disk, so that the page cache holds both the same
-# way (2 MiB folios, see `uncache` in bench/run.sh), not one in the 4 KiB
+# way (2 MiB folios, see `uncache` in bench/lib.sh), not one in the 4 KiB
 # pages a fresh `tally gen` leaves.
-for f in "$SMALL" "$BIG"; do
-    sync "$f"
-    dd if="$f" iflag=nocache count=0 status=none
-done
+uncache "$SMALL" "$BIG"
 query=(--delimiter ';' --no-header --columns station,temp --by station
     --agg 'min(temp),mean(temp),max(temp)' --format 1brc)
 OUT=bench/results/linear.txt

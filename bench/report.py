@@ -18,6 +18,7 @@ import os
 import platform
 import statistics
 import sys
+import time
 
 QUERIES = {
     "q1": "Q1: min/mean/max(temp) by station, 1BRC file, 413 stations",
@@ -355,14 +356,10 @@ def render(results):
     m = machine()
     # When the run was (bench/run.sh records it; older results have the time
     # their metadata was written), not when this report is written.
-    if "date" in meta:
-        now = meta["date"]
-    else:
-        written = os.path.getmtime(meta_path) if os.path.exists(meta_path) else None
-        now = datetime.datetime.fromtimestamp(
-            written if written is not None else datetime.datetime.now().timestamp(),
-            datetime.timezone.utc,
-        ).strftime("%Y-%m-%d %H:%M UTC")
+    when = meta.get("date") or datetime.datetime.fromtimestamp(
+        os.path.getmtime(meta_path) if os.path.exists(meta_path) else time.time(),
+        datetime.timezone.utc,
+    ).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         "# Benchmarks",
         "",
@@ -371,7 +368,7 @@ def render(results):
         "",
         "## Setup",
         "",
-        f"- Date: {now}",
+        f"- Date: {when}",
         f"- CPU: {m['cpu']}, {m['nproc']} logical CPUs (`nproc`)",
         f"- Memory: {m['memory']}",
         f"- OS: {m['os']}",

@@ -20,6 +20,8 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 
 QUERIES=${QUERIES:-"q1 q2 q3 q4"}
 RUNS=${RUNS:-5}
@@ -44,17 +46,8 @@ case $RUNS in '' | *[!0-9]*) die "RUNS must be a positive integer, got '$RUNS'" 
 
 # ---------------------------------------------------------------- tools
 
-as_root() {
-    if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
-        die "need root to run: $*"
-    fi
-}
-
 ensure_hyperfine() {
-    command -v hyperfine >/dev/null && return
-    command -v apt-get >/dev/null || die "hyperfine is missing and apt-get is not available: install hyperfine"
-    log "installing hyperfine (apt-get)"
-    as_root apt-get install -y hyperfine || { as_root apt-get update && as_root apt-get install -y hyperfine; }
+    command -v hyperfine >/dev/null || apt_install hyperfine
 }
 
 ensure_venv() {
@@ -94,18 +87,6 @@ gen() {
     mv "$file.tmp" "$file"
     printf '%s\n' "$spec" >"$file.spec"
     uncache "$file"
-}
-
-# uncache FILE: drops FILE's pages from the page cache (they are written
-# back first), so that the first run reads it from disk. A file just
-# written sits in the cache in 4 KiB pages; read back by tally (which asks
-# for 2 MiB pages on its mappings) it is held in 2 MiB folios, as any file
-# tally reads from disk is. Measured on Q1 at 500M rows: 4.29 s over the
-# pages `tally gen` left, 3.98 s once read back. Every tool then reads the
-# same warm cache.
-uncache() {
-    sync "$1"
-    dd if="$1" iflag=nocache count=0 status=none
 }
 
 data_file() {

@@ -40,8 +40,9 @@ pub const KEY_PART_HEADER: usize = 1 + std::mem::size_of::<u64>();
 
 /// Appends one key part to an encoded key, unambiguously: a tag byte (0
 /// null, 1 present), then for a present part its length (u64 LE) and
-/// bytes ([`KEY_PART_HEADER`] bytes in all before them). The encoding of [`PackedGroup::encoded_key`]; a worker's group
-/// table uses it too, for keys of several columns.
+/// bytes ([`KEY_PART_HEADER`] bytes in all before them). The encoding of
+/// [`PackedGroup::encoded_key`]; a worker's group table uses it too, for
+/// keys of several columns.
 pub fn push_key_part(out: &mut Vec<u8>, part: Option<&[u8]>) {
     match part {
         None => out.push(0),
