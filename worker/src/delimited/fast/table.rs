@@ -53,6 +53,20 @@ struct Entry {
     sum_sq: i64,
 }
 
+/// An entry's size in bytes.
+const ENTRY: usize = std::mem::size_of::<Entry>();
+
+// `byte_mask` masks to whole entries only if their size is a power of two.
+const _: () = assert!(ENTRY.is_power_of_two());
+
+/// The byte offset of the entry where a lookup of `hash` starts, in a
+/// table whose [`FastTable::byte_mask`] is `byte_mask`: bits 6 and up of
+/// the hash (an entry is 64 bytes) pick it.
+#[inline(always)]
+fn home(hash: u64, byte_mask: usize) -> usize {
+    (hash as usize) & byte_mask
+}
+
 /// A free entry, as a group emptied by [`FastTable::reset`] leaves it: its
 /// extremes ready for the first value. A new table's entries are all zeros,
 /// also free (`key_len` 0): [`FastTable::insert`] writes every field.
@@ -84,6 +98,9 @@ pub(super) const MAX_GROUPS: usize = 1 << 16;
 /// to half full, see [`SPARSE_ENTRIES`]) of [`Entry`]s.
 pub(crate) struct FastTable {
     entries: HugeSlice<Entry>,
+    /// The table's size in bytes less one entry's: masks a hash to the
+    /// byte offset of an entry (see [`home`]).
+    byte_mask: usize,
     /// Indices of the entries in use, in insertion order.
     used: Vec<u32>,
     /// Per entry (same index): where its key starts in `arena`, when it
@@ -139,6 +156,7 @@ impl FastTable {
         const FIRST_ENTRIES: usize = 4096;
         FastTable {
             entries: HugeSlice::zeroed(FIRST_ENTRIES),
+            byte_mask: (FIRST_ENTRIES - 1) * ENTRY,
             used: Vec::new(),
             key_at: vec![0; FIRST_ENTRIES],
             arena: Vec::new(),
@@ -232,20 +250,13 @@ impl FastTable {
         #[cfg(target_arch = "x86_64")]
         {
             use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-            let i = self.home(hash);
+            let at = home(hash, self.byte_mask);
             // SAFETY: SSE is part of the x86-64 baseline; a prefetch reads
-            // nothing and cannot fault, and `i` is in bounds anyway.
-            unsafe { _mm_prefetch::<_MM_HINT_T0>(self.entries.as_ptr().add(i).cast()) };
+            // nothing and cannot fault, and `at` is in bounds anyway.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(self.entries.as_ptr().cast::<i8>().add(at)) };
         }
         #[cfg(not(target_arch = "x86_64"))]
         let _ = hash;
-    }
-
-    /// The entry where a lookup of `hash` starts (in bounds:
-    /// `entries.len()` is a power of two, see `new`, `grow`).
-    #[inline(always)]
-    fn home(&self, hash: u64) -> usize {
-        (hash as usize) & (self.entries.len() - 1)
     }
 
     /// [`FastTable::add`] with the key's [`FastTable::hash`] given.
@@ -262,18 +273,23 @@ impl FastTable {
     ) -> bool {
         // Every `L` call below: the caller guarantees the processor.
         let short = SHORT || key.len() <= HEAD;
-        let mask = self.entries.len() - 1;
-        let mut i = self.home(hash);
+        // Byte offsets, not indices: the mask picks whole entries, and the
+        // offset addresses one without a multiplication.
+        let mask = self.byte_mask;
+        let mut at = home(hash, mask);
         loop {
-            // SAFETY: `entries.len()` is a power of two (see `new`, `grow`),
-            // so `i & mask` is in bounds.
-            let e = unsafe { self.entries.get_unchecked_mut(i) };
+            // SAFETY: `at` is a multiple of the entry size below
+            // `byte_mask + ENTRY`, the table's size in bytes (see
+            // `byte_mask`).
+            let e = unsafe { &mut *self.entries.as_mut_ptr().byte_add(at) };
             if unsafe { L::same(head, &e.head) }
                 && e.key_len as usize == key.len()
-                && (short || tail_eq(key, key_in(&self.arena, &self.key_at, i, key.len())))
+                && (short
+                    || tail_eq(
+                        key,
+                        key_in(&self.arena, &self.key_at, at / ENTRY, key.len()),
+                    ))
             {
-                // SAFETY: as above.
-                let e = unsafe { self.entries.get_unchecked_mut(i) };
                 // Values in tenths are within ±999: the narrowing is exact.
                 let v = value as i16;
                 e.count += 1;
@@ -292,9 +308,9 @@ impl FastTable {
                 return true;
             }
             if e.key_len == 0 {
-                return self.insert(i, key, unsafe { L::words(head) }, value);
+                return self.insert(at / ENTRY, key, unsafe { L::words(head) }, value);
             }
-            i = (i + 1) & mask;
+            at = (at + ENTRY) & mask;
         }
     }
 
@@ -337,6 +353,7 @@ impl FastTable {
     /// Doubles the table, placing every group again.
     fn grow(&mut self) {
         let size = self.entries.len() * 2;
+        let byte_mask = (size - 1) * ENTRY;
         let mask = size - 1;
         let mut entries = HugeSlice::<Entry>::zeroed(size);
         let mut key_at = vec![0; size];
@@ -349,7 +366,7 @@ impl FastTable {
             // The fold `Lanes::fold` gives, of the stored head words.
             let fold = (e.head[0] ^ e.head[2], e.head[1] ^ e.head[3]);
             let hash = key_hash::<false>(fold, key);
-            let mut i = (hash as usize) & mask;
+            let mut i = home(hash, byte_mask) / ENTRY;
             while entries.get(i).is_some_and(|n| n.key_len != 0) {
                 i = (i + 1) & mask;
             }
@@ -360,6 +377,7 @@ impl FastTable {
             *slot = i as u32;
         }
         self.entries = entries;
+        self.byte_mask = byte_mask;
         self.key_at = key_at;
     }
 
