@@ -25,21 +25,28 @@ pub(crate) fn parse_tenths(word: u64) -> Option<(i64, usize)> {
 }
 
 /// What a value of one length and sign must look like in the word that
-/// ends before its newline: the digit bytes, the fixed bytes (point, sign)
-/// and their values, and the digits' low nibbles once the word is shifted
-/// right by 3 bytes (tens, units, fraction in bytes 1, 2, 4).
+/// ends before its newline, as three words that check all its bytes at
+/// once, and the digits' low nibbles once the word is shifted right by 3
+/// bytes (tens, units, fraction in bytes 1, 2, 4).
 ///
-/// Measured and dropped: 64-byte shapes that also hold the check's
-/// constants masked to their bytes, and the sign as a factor. Fewer
-/// instructions (112.3 against 114.4 a record on Q1's kernel) but 12%
-/// slower: the extra loads and the multiplication lengthen each value's
-/// dependency chain.
+/// The check: `y = (word ^ expect) & mask` makes each digit byte its
+/// digit's value (0 to 9 for a digit, more for anything else) and each
+/// fixed byte (point, sign) 0 if it is the one expected; adding `add`
+/// (0x76 to a digit byte, 0x7F to a fixed byte) sets a byte's high bit
+/// exactly when it is wrong, and `y`'s own high bit catches what would
+/// carry out of the byte. Bytes outside the value are masked to 0 and
+/// add 0: no carry reaches them from a right byte.
+///
+/// Measured and dropped: 64-byte shapes that also hold the constants of
+/// an earlier check, and the sign as a factor. Fewer instructions (112.3
+/// against 114.4 a record on Q1's kernel) but 12% slower: the extra loads
+/// and the multiplication lengthen each value's dependency chain.
 #[derive(Clone, Copy)]
 #[repr(C, align(32))]
 struct Shape {
-    digits: u64,
-    fixed: u64,
     expect: u64,
+    mask: u64,
+    add: u64,
     nibbles: u64,
 }
 
@@ -47,15 +54,16 @@ struct Shape {
 pub(crate) const LENGTHS: usize = 64;
 
 /// Per `2 * len + neg` for lengths below [`LENGTHS`]: the four shapes a
-/// value can have (`d.d`, `dd.d`, `-d.d`, `-dd.d`); every other entry has
-/// a fixed byte that nothing matches. Every length a window holds has an
-/// entry, so that the index needs no clamp (4 KiB, of which the lines of
-/// the four shapes are the ones read).
+/// value can have (`d.d`, `dd.d`, `-d.d`, `-dd.d`); every other entry
+/// fails every word (its `add` sets a high bit on its own). Every length a
+/// window holds has an entry, so that the index needs no clamp (4 KiB, of
+/// which the lines of the four shapes are the ones read).
 static SHAPES: [Shape; 2 * LENGTHS] = {
+    const ZEROS: u64 = 0x3030_3030_3030_3030;
     let never = Shape {
-        digits: 0,
-        fixed: 0,
-        expect: 1,
+        expect: 0,
+        mask: 0,
+        add: 0x80,
         nibbles: 0,
     };
     let mut t = [never; 2 * LENGTHS];
@@ -80,9 +88,9 @@ static SHAPES: [Shape; 2 * LENGTHS] = {
                 expect |= (b'-' as u64) << (8 * first);
             }
             t[i] = Shape {
-                digits,
-                fixed,
-                expect,
+                expect: expect | (ZEROS & digits),
+                mask: digits | fixed,
+                add: (0x7676_7676_7676_7676 & digits) | (0x7F7F_7F7F_7F7F_7F7F & fixed),
                 nibbles: (digits >> 24) & 0x0F0F_0F0F_0F0F_0F0F,
             };
         }
@@ -115,18 +123,14 @@ pub(crate) fn parse_tenths_ending(word: u64, len: usize, first: u8) -> Option<i6
 /// `len < LENGTHS` (a value inside a 64-byte window is that short).
 #[inline(always)]
 pub(crate) unsafe fn tenths_ending(word: u64, len: usize, first: u8) -> (i64, bool) {
-    const ZEROS: u64 = 0x3030_3030_3030_3030;
-    const PAST_NINE: u64 = 0x7676_7676_7676_7676;
     const HIGH: u64 = 0x8080_8080_8080_8080;
     let neg = first == b'-';
     debug_assert!(len < LENGTHS);
     // SAFETY: the caller's bound, len < LENGTHS, keeps the index below
     // 2 * LENGTHS.
     let shape = unsafe { SHAPES.get_unchecked(2 * len + usize::from(neg)) };
-    // As in `parse_tenths`; bytes that are not digits are cleared first,
-    // so that no carry runs from them (the key, the sign) into a digit.
-    let t = (word ^ ZEROS) & shape.digits;
-    let bad = ((t | t.wrapping_add(PAST_NINE)) & HIGH) | ((word & shape.fixed) ^ shape.expect);
+    let y = (word ^ shape.expect) & shape.mask;
+    let bad = (y | y.wrapping_add(shape.add)) & HIGH;
     let aligned = (word >> 24) & shape.nibbles;
     let abs = (aligned.wrapping_mul(0x640A_0001) >> 32) & 0x3FF;
     let sign = -i64::from(neg);
