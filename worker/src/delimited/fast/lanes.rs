@@ -7,9 +7,15 @@
 
 use super::super::scan::window_masks;
 
-/// Bytes of a key held in a table entry; longer keys also live in the
-/// arena and compare their rest there.
+/// Bytes of a table entry that hold a key: its head (see [`Lanes::key`]).
 pub(crate) const HEAD: usize = 32;
+
+/// The longest key a head holds whole: its bytes, then its length in the
+/// head's last byte, so that comparing heads compares keys. A longer key's
+/// head holds its first `SHORT_KEY` bytes and a zero last byte (no short
+/// key's length is 0); its rest lives in the table's arena and is compared
+/// there.
+pub(crate) const SHORT_KEY: usize = HEAD - 1;
 
 /// What the fast loop needs of the processor's vectors. Every way gives
 /// the same masks, the same head words and the same hash inputs, so a
@@ -25,7 +31,10 @@ pub(crate) trait Lanes: Copy {
     /// `at + 64 <= data.len()`, and the processor supports this way.
     unsafe fn classify(data: &[u8], at: usize, bytes: [u8; 3]) -> Option<[u64; 3]>;
 
-    /// The key of `len` bytes at `pos`.
+    /// The head of the key of `len` bytes at `pos`, for `len` up to
+    /// [`SHORT_KEY`]: its bytes, zeros, and `len` in the last byte. With
+    /// `len` = [`HEAD`], the head of any longer key: its first
+    /// [`SHORT_KEY`] bytes and a zero.
     ///
     /// # Safety
     /// `len <= HEAD`, `pos + HEAD <= data.len()`, and the processor
@@ -52,22 +61,28 @@ pub(crate) trait Lanes: Copy {
     unsafe fn words(key: Self::Key) -> [u64; 4];
 }
 
-/// `KEEP[len][i]`: the mask of the bytes of word `i` that belong to a key of
-/// `len` bytes (`len` ≤ [`HEAD`]).
-const KEEP: [[u64; 4]; HEAD + 1] = {
-    let mut t = [[0u64; 4]; HEAD + 1];
+/// `HEADS[len]`: per word of a head, the mask of the key bytes it keeps and
+/// the bits it then sets (the length, in the last byte): the head of a key
+/// of `len` bytes is `(word & mask) | mark`, word by word (see
+/// [`Lanes::key`]; `len` = [`HEAD`] for a longer key).
+const HEADS: [[[u64; 4]; 2]; HEAD + 1] = {
+    let mut t = [[[0u64; 4]; 2]; HEAD + 1];
     let mut len = 0;
     while len <= HEAD {
+        let kept = if len > SHORT_KEY { SHORT_KEY } else { len };
         let mut i = 0;
         while i < 4 {
-            let left = len.saturating_sub(8 * i);
+            let left = kept.saturating_sub(8 * i);
             let bytes = if left > 8 { 8 } else { left };
-            t[len][i] = if bytes == 8 {
+            t[len][0][i] = if bytes == 8 {
                 u64::MAX
             } else {
                 (1u64 << (8 * bytes)) - 1
             };
             i += 1;
+        }
+        if len <= SHORT_KEY {
+            t[len][1][3] = (len as u64) << 56;
         }
         len += 1;
     }
@@ -103,12 +118,12 @@ impl Lanes for Portable {
         // SAFETY: the caller guarantees `len <= HEAD`, and the four words
         // end at pos + HEAD <= data.len().
         unsafe {
-            let keep = KEEP.get_unchecked(len);
+            let [keep, mark] = HEADS.get_unchecked(len);
             [
                 load(data, pos) & keep[0],
                 load(data, pos + 8) & keep[1],
                 load(data, pos + 16) & keep[2],
-                load(data, pos + 24) & keep[3],
+                (load(data, pos + 24) & keep[3]) | mark[3],
             ]
         }
     }
@@ -136,23 +151,31 @@ pub(crate) use avx2::Avx2;
 mod avx2 {
     use std::arch::x86_64::{
         __m256i, _mm256_and_si256, _mm256_castsi256_si128, _mm256_cmpeq_epi8,
-        _mm256_extracti128_si256, _mm256_loadu_si256, _mm256_movemask_epi8, _mm256_set1_epi8,
-        _mm256_storeu_si256, _mm256_testz_si256, _mm256_xor_si256, _mm_cvtsi128_si64,
-        _mm_extract_epi64, _mm_xor_si128,
+        _mm256_extracti128_si256, _mm256_load_si256, _mm256_loadu_si256, _mm256_movemask_epi8,
+        _mm256_or_si256, _mm256_set1_epi8, _mm256_storeu_si256, _mm256_testz_si256,
+        _mm256_xor_si256, _mm_cvtsi128_si64, _mm_extract_epi64, _mm_xor_si128,
     };
 
     use super::{Lanes, HEAD};
 
-    /// 32 bytes of ones then 32 of zeros: the 32 bytes from `HEAD - len`
-    /// keep the first `len` bytes of a key.
-    static KEEP_BYTES: [u8; 2 * HEAD] = {
-        let mut t = [0u8; 2 * HEAD];
-        let mut i = 0;
-        while i < HEAD {
-            t[i] = 0xFF;
-            i += 1;
+    /// [`super::HEADS`] as bytes, one 64-byte line per length: the mask,
+    /// then the mark, each loaded as one vector.
+    #[repr(C, align(64))]
+    struct Heads([[u8; 2 * HEAD]; HEAD + 1]);
+
+    static HEAD_BYTES: Heads = {
+        let mut t = [[0u8; 2 * HEAD]; HEAD + 1];
+        let mut len = 0;
+        while len <= HEAD {
+            let mut b = 0;
+            while b < 2 * HEAD {
+                let word = super::HEADS[len][b / HEAD][(b % HEAD) / 8];
+                t[len][b] = (word >> (8 * (b % 8))) as u8;
+                b += 1;
+            }
+            len += 1;
         }
-        t
+        Heads(t)
     };
 
     /// AVX2 (Haswell, 2013, and later; Zen): a key in one register.
@@ -183,11 +206,14 @@ mod avx2 {
         #[target_feature(enable = "avx2")]
         unsafe fn key(data: &[u8], pos: usize, len: usize) -> __m256i {
             // SAFETY: the caller guarantees pos + HEAD <= data.len() and
-            // len <= HEAD, so both 32-byte reads are in bounds.
+            // len <= HEAD, so the key's read and the line are in bounds;
+            // the lines are 64-byte aligned, as `load` requires.
             unsafe {
                 let bytes = _mm256_loadu_si256(data.as_ptr().add(pos).cast());
-                let keep = _mm256_loadu_si256(KEEP_BYTES.as_ptr().add(HEAD - len).cast());
-                _mm256_and_si256(bytes, keep)
+                let line = HEAD_BYTES.0.get_unchecked(len).as_ptr();
+                let keep = _mm256_load_si256(line.cast());
+                let mark = _mm256_load_si256(line.add(HEAD).cast());
+                _mm256_or_si256(_mm256_and_si256(bytes, keep), mark)
             }
         }
 
@@ -240,7 +266,11 @@ mod tests {
                 // SAFETY: pos + 64 <= data.len(), len <= HEAD.
                 let portable = unsafe { Portable::key(&data, pos, len) };
                 let mut expect = [0u8; HEAD];
-                expect[..len].copy_from_slice(&data[pos..pos + len]);
+                let kept = len.min(SHORT_KEY);
+                expect[..kept].copy_from_slice(&data[pos..pos + kept]);
+                if len <= SHORT_KEY {
+                    expect[HEAD - 1] = len as u8;
+                }
                 let words: Vec<u64> = expect
                     .chunks(8)
                     .map(|c| u64::from_le_bytes(c.try_into().unwrap_or_default()))

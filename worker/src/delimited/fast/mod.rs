@@ -28,7 +28,7 @@ mod tenths;
 use memchr::{memchr, memchr3};
 
 use super::scan::WINDOW;
-use lanes::{load, Lanes, Portable, HEAD};
+use lanes::{load, Lanes, Portable, HEAD, SHORT_KEY};
 pub(crate) use table::FastTable;
 use tenths::{parse_tenths, tenths_ending};
 
@@ -214,7 +214,7 @@ unsafe fn fast_record<L: Lanes, const SQUARES: bool>(
     }
 }
 
-/// [`fast_record`] for a key of more than 32 bytes.
+/// [`fast_record`] for a key of 32 bytes or more.
 ///
 /// # Safety
 /// The processor supports `L`.
@@ -364,9 +364,7 @@ unsafe fn scan_as<L: Lanes, const SQUARES: bool, E>(
     Ok(Scan::Done(pos.min(data.len())))
 }
 
-// `window_pair` checks both key lengths against HEAD with one comparison,
-// and hands `tenths_ending` value lengths below the window's size.
-const _: () = assert!(HEAD.is_power_of_two());
+// `window_pair` hands `tenths_ending` value lengths below the window's size.
 const _: () = assert!(WINDOW <= tenths::LENGTHS);
 
 /// Bytes [`pairs`] may read from a window's start: the window, then a key
@@ -386,7 +384,8 @@ struct Pending<K> {
 }
 
 /// Adds records two at a time from `pos` while both records of the 64-byte
-/// window at `pos` have the fast shape with keys of at most [`HEAD`] bytes;
+/// window at `pos` have the fast shape with keys of at most [`SHORT_KEY`]
+/// bytes;
 /// returns where the first record it did not take starts.
 ///
 /// One classification (the delimiter, newline and quote bytes of the
@@ -449,7 +448,7 @@ unsafe fn pairs<L: Lanes, const SQUARES: bool>(
 
 /// The two records of the 64-byte window at `pos`, their entries
 /// prefetched, and where the record after them starts; `None` unless both
-/// have the fast shape with keys of at most [`HEAD`] bytes and `pos` is in
+/// have the fast shape with keys of at most [`SHORT_KEY`] bytes and `pos` is in
 /// `8..=last` (see [`pairs`]).
 ///
 /// # Safety
@@ -480,10 +479,10 @@ unsafe fn window_pair<L: Lanes>(
     // Quote bytes up to the second newline (without a quote byte the
     // quote pattern is the newline: none counts).
     let quoted = quotes & pat.quote_bits & (rest ^ rest.wrapping_sub(1));
-    // Both keys 1 to HEAD bytes long: each length less one (wrapping) is
-    // below HEAD, and so is their or (HEAD is a power of two).
-    let keys = d1.wrapping_sub(1) | len2.wrapping_sub(1);
-    let fits = (keys < HEAD) & (d1 < n1) & (d2 < n2) & (n2 < WINDOW) & (quoted == 0);
+    // Both keys 1 to SHORT_KEY bytes long: each length less one (wrapping)
+    // is below SHORT_KEY, and so is the larger.
+    let keys = d1.wrapping_sub(1).max(len2.wrapping_sub(1));
+    let fits = (keys < SHORT_KEY) & (d1 < n1) & (d2 < n2) & (n2 < WINDOW) & (quoted == 0);
     if !fits {
         return None;
     }
@@ -526,7 +525,8 @@ unsafe fn window_pair<L: Lanes>(
 /// function it is in, and `L`'s calls would not be inlined.)
 ///
 /// # Safety
-/// The processor supports `L`; `len <= HEAD` and `at + HEAD <= data.len()`.
+/// The processor supports `L`; `len <= SHORT_KEY` and
+/// `at + HEAD <= data.len()`.
 #[inline(always)]
 unsafe fn prefetched<L: Lanes>(
     data: &[u8],
@@ -555,7 +555,7 @@ unsafe fn prefetched<L: Lanes>(
 ///
 /// # Safety
 /// The processor supports `L`; the records are fast records of `data`
-/// with keys of at most [`HEAD`] bytes.
+/// with keys of at most [`SHORT_KEY`] bytes.
 #[inline(always)]
 unsafe fn add_pending<L: Lanes, const SQUARES: bool>(
     data: &[u8],
@@ -622,18 +622,26 @@ mod tests {
     }
 
     /// Thousands of keys that differ only in a trailing NUL, or only after
-    /// their first 32 bytes: with 6,000 keys some probe chains still run
-    /// through one another (about one lookup in sixteen at an eighth full),
-    /// so every part of the key comparison is needed.
+    /// their first 31 or 32 bytes, or whose 32 bytes are those of a shorter
+    /// key's head (its bytes, NULs, its length): with 10,500 keys some
+    /// probe chains still run through one another (about one lookup in
+    /// sixteen at an eighth full), so every part of the key comparison is
+    /// needed.
     #[test]
     fn confusable_keys_stay_apart() {
         let long = "L".repeat(40);
         let mut keys = Vec::new();
         for i in 0..1500 {
-            keys.push(format!("s{i}"));
+            let short = format!("s{i}");
+            let mut as_head = format!("{short:\0<31}");
+            as_head.push(char::from(short.len() as u8));
+            keys.push(as_head);
             keys.push(format!("s{i}\0"));
+            keys.push(short);
             keys.push(format!("{long}{i:05}a"));
             keys.push(format!("{long}{i:05}b"));
+            keys.push(format!("{i:L<31}"));
+            keys.push(format!("{i:L<32}"));
         }
         let mut data = Vec::new();
         for (n, k) in keys.iter().enumerate() {

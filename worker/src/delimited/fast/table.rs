@@ -1,14 +1,13 @@
 //! The fast path's group table: open addressing over cache-line entries
-//! that hold a key's first [`HEAD`] bytes and integer sums of its values.
+//! that hold a key's head (the key itself, up to [`SHORT_KEY`] bytes, see
+//! [`Lanes::key`]) and integer sums of its values.
 
 use super::super::accumulate::ValueAcc;
 use super::huge::HugeSlice;
-use super::lanes::{Lanes, HEAD};
+use super::lanes::{Lanes, SHORT_KEY};
 
 /// The table's hash of a key's head, folded in two words by
-/// [`Lanes::fold`]: one 64x64-bit multiplication, its halves xored. Keys
-/// with the same head and another length (`ab`, `ab\0`) share a hash and
-/// are told apart by their length.
+/// [`Lanes::fold`]: one 64x64-bit multiplication, its halves xored.
 #[inline(always)]
 fn mix(a: u64, b: u64) -> u64 {
     const K0: u64 = 0x243F_6A88_85A3_08D3;
@@ -19,12 +18,12 @@ fn mix(a: u64, b: u64) -> u64 {
 
 /// The table's hash of `key`, whose head folds to `(a, b)` (see
 /// [`Lanes::fold`]): [`mix`] of the head and, for a key longer than
-/// [`HEAD`] (never when `SHORT`), its last 8 bytes, so that long keys
+/// [`SHORT_KEY`] (never when `SHORT`), its last 8 bytes, so that long keys
 /// sharing their head still spread.
 #[inline(always)]
 fn key_hash<const SHORT: bool>((a, b): (u64, u64), key: &[u8]) -> u64 {
     let hash = mix(a, b);
-    if SHORT || key.len() <= HEAD {
+    if SHORT || key.len() <= SHORT_KEY {
         return hash;
     }
     let mut tail = [0u8; 8];
@@ -37,10 +36,10 @@ fn key_hash<const SHORT: bool>((a, b): (u64, u64), key: &[u8]) -> u64 {
 }
 
 /// One group of the fast table, stored in the table itself (no index to
-/// follow: a lookup is one dependent load). One cache line: the key's first
-/// 32 bytes (zero-padded, most keys entire), its length (0: a free entry),
-/// and integer sums of the values in tenths. All zeros is a free entry
-/// (see [`FREE`]).
+/// follow: a lookup is one dependent load). One cache line: the key's head
+/// (a key of up to [`SHORT_KEY`] bytes entire, with its length: most keys;
+/// see [`Lanes::key`]), its length (0: a free entry), and integer sums of
+/// the values in tenths. All zeros is a free entry (see [`FREE`]).
 #[repr(C, align(64))]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct Entry {
@@ -107,8 +106,8 @@ pub(crate) struct FastTable {
     /// Indices of the entries in use, in insertion order.
     used: Vec<u32>,
     /// Per entry (same index): where its key starts in `arena`, when it
-    /// is in use (read to compare keys longer than [`HEAD`] bytes, and to
-    /// hand the keys out).
+    /// is in use (read to compare keys longer than [`SHORT_KEY`] bytes, and
+    /// to hand the keys out).
     key_at: Vec<usize>,
     arena: Vec<u8>,
     /// Whether the query needs sums of squares (variance).
@@ -139,10 +138,10 @@ impl FastGroup<'_> {
     }
 }
 
-/// Whether `a` and `b` have the same length and agree after their first
-/// [`HEAD`] bytes.
+/// Whether `a` and `b` agree after their first [`SHORT_KEY`] bytes (what a
+/// long key's head holds).
 fn tail_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.get(HEAD..) == b.get(HEAD..)
+    a.get(SHORT_KEY..) == b.get(SHORT_KEY..)
 }
 
 /// The `len` bytes of `arena` where `key_at[i]` says.
@@ -211,11 +210,10 @@ impl FastTable {
     }
 
     /// Adds `value` (tenths, within ±999) to the group of `key`, whose
-    /// first [`HEAD`] bytes, zero-padded, are `head`; `false` (and the
-    /// table untouched) when the key is new and the table has
-    /// [`MAX_GROUPS`]. `SQUARES` is `self.squares`, as a constant;
-    /// `SHORT`: the key is known to have at most [`HEAD`] bytes (no tail to
-    /// hash or compare).
+    /// head ([`Lanes::key`]) is `head`; `false` (and the table untouched)
+    /// when the key is new and the table has [`MAX_GROUPS`]. `SQUARES` is
+    /// `self.squares`, as a constant; `SHORT`: the key is known to have at
+    /// most [`SHORT_KEY`] bytes (no tail to hash or compare).
     ///
     /// # Safety
     /// The processor supports `L`.
@@ -275,7 +273,7 @@ impl FastTable {
         value: i64,
     ) -> bool {
         // Every `L` call below: the caller guarantees the processor.
-        let short = SHORT || key.len() <= HEAD;
+        let short = SHORT || key.len() <= SHORT_KEY;
         // Byte offsets, not indices: the mask picks whole entries, and the
         // offset addresses one without a multiplication.
         let mask = self.byte_mask;
@@ -285,13 +283,16 @@ impl FastTable {
             // `byte_mask + ENTRY`, the table's size in bytes (see
             // `byte_mask`).
             let e = unsafe { &mut *self.entries.as_mut_ptr().byte_add(at) };
+            // Equal heads are equal keys up to SHORT_KEY bytes (their
+            // lengths are in the heads); a longer key also compares its
+            // length and its rest.
             if unsafe { L::same(head, &e.head) }
-                && e.key_len as usize == key.len()
                 && (short
-                    || tail_eq(
-                        key,
-                        key_in(&self.arena, &self.key_at, at / ENTRY, key.len()),
-                    ))
+                    || (e.key_len as usize == key.len()
+                        && tail_eq(
+                            key,
+                            key_in(&self.arena, &self.key_at, at / ENTRY, key.len()),
+                        )))
             {
                 // Values in tenths are within ±999: the narrowing is exact.
                 let v = value as i16;
