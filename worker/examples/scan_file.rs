@@ -1,5 +1,6 @@
 //! The 1BRC query (`min, mean, max` of column 2 by column 1, `;`-separated,
-//! no header) through the delimited kernel in this process, on one core:
+//! no header, `"` quoting as the CLI's default) through the delimited kernel
+//! in this process, on one core:
 //! no coordinator, no pipes. A way to time the kernel alone on a real file,
 //! where the criterion benchmarks use a synthetic chunk held in memory.
 //!
@@ -22,7 +23,10 @@ fn main() -> Result<(), Box<dyn Error>> {
     let mut args = std::env::args().skip(1);
     let path = args.next().ok_or("usage: scan_file FILE [file|hot]")?;
     let mode = args.next().unwrap_or_else(|| "file".into());
-    let query = QuerySpec::one_brc();
+    let mut query = QuerySpec::one_brc();
+    // As `tally run FILE --delimiter ';' --no-header` reads it (bench/run.sh's
+    // Q1): quoting on, with `"`, the CLI's default.
+    query.input.quote = Some(b'"');
     let registry = Registry::with_builtins();
     let kernel = registry.get("delimited").ok_or("no delimited kernel")?;
     let mut prepared = kernel.prepare(&query).map_err(|e| e.message)?;

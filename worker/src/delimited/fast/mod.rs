@@ -343,7 +343,7 @@ unsafe fn scan_as<L: Lanes, const SQUARES: bool, E>(
         // more than the fast path saves.
         if !table.is_full() {
             // SAFETY (both calls): passed on from the caller.
-            pos = unsafe { blocks::<L, SQUARES>(data, pos, end, pat, table) };
+            pos = unsafe { pairs::<L, SQUARES>(data, pos, end, pat, table) };
             if pos >= end {
                 break;
             }
@@ -383,49 +383,6 @@ struct Pending<K> {
     value: i64,
 }
 
-/// Bytes [`blocks`] searches for a quote byte at a time.
-const QUOTE_BLOCK: usize = 64 << 10;
-
-/// [`pairs`], with the quote check done a block at a time: each block of
-/// [`QUOTE_BLOCK`] bytes is searched for the quote byte (memchr) before its
-/// records are read, and the records of a block without one (the common
-/// case, and every block when the query has no quote byte) are read by a
-/// loop that does not look for quotes in each window. From the first block
-/// with a quote byte on, each window is checked, as the loop must stop at
-/// the record that holds it. Returns what [`pairs`] returns.
-///
-/// # Safety
-/// The processor supports `L`.
-#[inline(always)]
-unsafe fn blocks<L: Lanes, const SQUARES: bool>(
-    data: &[u8],
-    mut pos: usize,
-    end: usize,
-    pat: &Patterns,
-    table: &mut FastTable,
-) -> usize {
-    // SAFETY (every call below): passed on from the caller.
-    if pat.quote_bits == 0 {
-        return unsafe { pairs::<L, SQUARES, false>(data, pos, end, pat, table) };
-    }
-    while pos < end {
-        let block_end = (pos + QUOTE_BLOCK).min(end);
-        let block = data.get(pos..block_end).unwrap_or_default();
-        if memchr(pat.quote, block).is_some() {
-            return unsafe { pairs::<L, SQUARES, true>(data, pos, end, pat, table) };
-        }
-        // The records `pairs` takes lie within the block: each starts at
-        // most a window before its end and ends in its window.
-        let next = unsafe { pairs::<L, SQUARES, false>(data, pos, block_end, pat, table) };
-        if next + WINDOW < block_end || block_end == end {
-            // A record the pair loop does not take, or the task's end.
-            return next;
-        }
-        pos = next;
-    }
-    pos
-}
-
 /// Adds records two at a time from `pos` while both records of the 64-byte
 /// window at `pos` have the fast shape with keys of at most [`SHORT_KEY`]
 /// bytes;
@@ -446,7 +403,7 @@ unsafe fn blocks<L: Lanes, const SQUARES: bool>(
 /// # Safety
 /// The processor supports `L`.
 #[inline(always)]
-unsafe fn pairs<L: Lanes, const SQUARES: bool, const QUOTES: bool>(
+unsafe fn pairs<L: Lanes, const SQUARES: bool>(
     data: &[u8],
     mut pos: usize,
     end: usize,
@@ -459,8 +416,7 @@ unsafe fn pairs<L: Lanes, const SQUARES: bool, const QUOTES: bool>(
         .min(data.len().saturating_sub(PAIR_READ));
     // SAFETY (every call below): passed on from the caller.
     // The records of the window before, prefetched, not yet added.
-    let Some((mut before, next)) =
-        (unsafe { window_pair::<L, QUOTES>(data, pos, last, pat, table) })
+    let Some((mut before, next)) = (unsafe { window_pair::<L>(data, pos, last, pat, table) })
     else {
         return pos;
     };
@@ -469,15 +425,12 @@ unsafe fn pairs<L: Lanes, const SQUARES: bool, const QUOTES: bool>(
     // `before`, so that they stay where they were computed instead of
     // moving between registers every window (Q1's kernel: 108.1 against
     // 112.5 instructions a record, bench/instructions.sh).
-    while let Some((after, next)) = unsafe { window_pair::<L, QUOTES>(data, pos, last, pat, table) }
-    {
+    while let Some((after, next)) = unsafe { window_pair::<L>(data, pos, last, pat, table) } {
         if let Err(at) = unsafe { add_pending::<L, SQUARES>(data, table, before) } {
             return at;
         }
         pos = next;
-        let Some((again, next)) =
-            (unsafe { window_pair::<L, QUOTES>(data, pos, last, pat, table) })
-        else {
+        let Some((again, next)) = (unsafe { window_pair::<L>(data, pos, last, pat, table) }) else {
             before = after;
             break;
         };
@@ -501,7 +454,7 @@ unsafe fn pairs<L: Lanes, const SQUARES: bool, const QUOTES: bool>(
 /// # Safety
 /// The processor supports `L`; `last + PAIR_READ <= data.len()`.
 #[inline(always)]
-unsafe fn window_pair<L: Lanes, const QUOTES: bool>(
+unsafe fn window_pair<L: Lanes>(
     data: &[u8],
     pos: usize,
     last: usize,
@@ -524,14 +477,8 @@ unsafe fn window_pair<L: Lanes, const QUOTES: bool>(
     let start2 = n1 + 1;
     let len2 = d2.wrapping_sub(start2);
     // Quote bytes up to the second newline (without a quote byte the
-    // quote pattern is the newline: none counts). Without QUOTES the
-    // caller has found none in the records' bytes, and the quote mask is
-    // not computed at all.
-    let quoted = if QUOTES {
-        quotes & pat.quote_bits & (rest ^ rest.wrapping_sub(1))
-    } else {
-        0
-    };
+    // quote pattern is the newline: none counts).
+    let quoted = quotes & pat.quote_bits & (rest ^ rest.wrapping_sub(1));
     // Both keys 1 to SHORT_KEY bytes long: each length less one (wrapping)
     // is below SHORT_KEY, and so is the larger.
     let keys = d1.wrapping_sub(1).max(len2.wrapping_sub(1));
@@ -858,23 +805,17 @@ mod tests {
         [(scanned, portable), (picked_scan, picked)]
     }
 
-    /// A quote byte blocks past the first, next to a block's end or
-    /// astride it: the records before it are all added, then the scan
-    /// stops at its record (the blocks before it were read without a
-    /// quote check in each window).
+    /// A quote byte far into a task (the bytes of 256 KiB of records
+    /// before it): the records before it are all added, then the scan
+    /// stops at its record.
     #[test]
-    fn a_quote_in_a_later_block_stops_the_scan_at_its_record() {
-        for quote_at in [
-            QUOTE_BLOCK - 40,
-            QUOTE_BLOCK - 3,
-            QUOTE_BLOCK + 5,
-            2 * QUOTE_BLOCK + 100,
-            3 * QUOTE_BLOCK - 70,
-        ] {
+    fn a_quote_far_in_stops_the_scan_at_its_record() {
+        const K: usize = 1 << 16;
+        for quote_at in [K - 40, K - 3, K + 5, 2 * K + 100, 3 * K - 70] {
             let mut data = Vec::new();
             let mut before = 0u64;
             let mut i = 0;
-            while data.len() < 4 * QUOTE_BLOCK {
+            while data.len() < 4 * K {
                 let mut record = format!("station{};{}.{}\n", i % 97, i % 40, i % 10).into_bytes();
                 if data.len() <= quote_at && quote_at < data.len() + record.len() {
                     // The quote replaces the record's first byte.
