@@ -432,8 +432,9 @@ LISTED_SECTIONS = [
         "instructions.txt",
         "Kernel instructions per record (`bench/instructions.sh`)",
         [
-            "The delimited kernel alone on one core (the `scan_file` example), counted by",
-            "cachegrind: unlike wall time, this does not move with the machine's load.",
+            "The delimited kernel alone on one core (the `scan_file` example, reading with",
+            "`\"` quoting as `tally run` does by default), counted by cachegrind: unlike",
+            "wall time, this does not move with the machine's load.",
         ],
     ),
 ]
