@@ -25,9 +25,7 @@ cargo build --release -p tally-worker --example scan_file >&2
 TARGET=${CARGO_TARGET_DIR:-target}
 mkdir -p bench/data bench/results
 OUT=bench/results/instructions.txt
-commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-git diff --quiet HEAD 2>/dev/null || commit="$commit (with uncommitted changes)"
-echo "commit $commit" >"$OUT"
+echo "commit $(measured_rev)" >"$OUT"
 for stations in $STATIONS; do
     file=bench/data/instr-$ROWS-$stations.txt
     [ -s "$file" ] || "$TARGET/release/tally" gen 1brc --rows "$ROWS" --stations "$stations" -o "$file"

@@ -30,3 +30,14 @@ uncache() {
         dd if="$f" iflag=nocache count=0 status=none
     done
 }
+
+# measured_rev: the short commit of what is being measured, "(with
+# uncommitted changes)" appended when the tree differs from it, or
+# "unknown" outside git. BENCHMARKS.md is the benchmarks' own output: a
+# change there is not a change to what was measured.
+measured_rev() {
+    local rev
+    rev=$(git rev-parse --short HEAD 2>/dev/null) || { echo unknown; return; }
+    git diff --quiet HEAD -- . ':!BENCHMARKS.md' 2>/dev/null || rev="$rev (with uncommitted changes)"
+    echo "$rev"
+}

@@ -210,13 +210,7 @@ run_memory() {
 
 write_meta() {
     local git_rev
-    if git_rev=$(git rev-parse --short HEAD 2>/dev/null); then
-        # BENCHMARKS.md is this script's own output: a change there is not
-        # a change to what was measured.
-        git diff --quiet HEAD -- . ':!BENCHMARKS.md' 2>/dev/null || git_rev="$git_rev (with uncommitted changes)"
-    else
-        git_rev=unknown
-    fi
+    git_rev=$(measured_rev)
     local cmd="QUERIES='$QUERIES' RUNS=$RUNS Q1_ROWS=$Q1_ROWS Q2_ROWS=$Q2_ROWS Q3_ROWS=$Q3_ROWS Q4_ROWS=$Q4_ROWS EXTRAS=$EXTRAS bench/run.sh"
     {
         printf 'command\t%s\n' "$cmd"
