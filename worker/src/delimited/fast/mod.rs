@@ -385,8 +385,7 @@ struct Pending<K> {
 
 /// Adds records two at a time from `pos` while both records of the 64-byte
 /// window at `pos` have the fast shape with keys of at most [`SHORT_KEY`]
-/// bytes;
-/// returns where the first record it did not take starts.
+/// bytes; returns where the first record it did not take starts.
 ///
 /// One classification (the delimiter, newline and quote bytes of the
 /// window, as masks) serves both records, and where each record starts and
@@ -448,8 +447,8 @@ unsafe fn pairs<L: Lanes, const SQUARES: bool>(
 
 /// The two records of the 64-byte window at `pos`, their entries
 /// prefetched, and where the record after them starts; `None` unless both
-/// have the fast shape with keys of at most [`SHORT_KEY`] bytes and `pos` is in
-/// `8..=last` (see [`pairs`]).
+/// have the fast shape with keys of at most [`SHORT_KEY`] bytes and `pos`
+/// is in `8..=last` (see [`pairs`]).
 ///
 /// # Safety
 /// The processor supports `L`; `last + PAIR_READ <= data.len()`.
