@@ -7,7 +7,7 @@ use tally_protocol::PackedPartial;
 use super::accumulate::ValueAcc;
 use super::columns::Columns;
 use super::fast::FastTable;
-use super::number::{parse_number_at, trim_spaces, Number};
+use super::number::{parse_exact_at, parse_number_at, trim_spaces, Number};
 use super::scan::Span;
 use super::table::{encode_key, GroupTable, KeyShape};
 
@@ -79,12 +79,15 @@ const MASKED_VALUES: usize = 4;
 /// fields (the events-log shape: `ts,user,country,status,latency,bytes`).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct MaskedPlan {
-    key: usize,
-    values: [usize; MASKED_VALUES],
+    /// Field numbers, each below 64.
+    key: u8,
+    values: [u8; MASKED_VALUES],
     squares: [bool; MASKED_VALUES],
     /// Value columns in use.
     n: usize,
-    wanted: usize,
+    /// The last field wanted (below 64): a record needs this many
+    /// delimiters.
+    last: usize,
 }
 
 impl MaskedPlan {
@@ -95,19 +98,19 @@ impl MaskedPlan {
             return None;
         };
         let n = columns.value_fields.len();
-        if n > MASKED_VALUES || squares.len() != n || columns.wanted > 64 {
+        if n > MASKED_VALUES || squares.len() != n || !(1..=64).contains(&columns.wanted) {
             return None;
         }
         let mut plan = MaskedPlan {
-            key,
+            key: u8::try_from(key).ok()?,
             values: [0; MASKED_VALUES],
             squares: [false; MASKED_VALUES],
             n,
-            wanted: columns.wanted,
+            last: columns.wanted - 1,
         };
-        plan.values
-            .get_mut(..n)?
-            .copy_from_slice(&columns.value_fields);
+        for (to, &from) in plan.values.iter_mut().zip(&columns.value_fields) {
+            *to = u8::try_from(from).ok()?;
+        }
         plan.squares.get_mut(..n)?.copy_from_slice(squares);
         Some(plan)
     }
@@ -229,48 +232,44 @@ impl<'c> Aggregator<'c> {
         line: usize,
         delims: u64,
     ) -> bool {
-        // Fewer fields than wanted is the general path's error to report.
-        if (delims.count_ones() as usize) < plan.wanted.saturating_sub(1) {
-            return false;
-        }
-        // ends[i]: the delimiter after field i, for the fields before the
-        // last one wanted; the last ends at the next delimiter or the line.
-        let last = plan.wanted.saturating_sub(1).min(63);
-        let mut ends = [0u8; 64];
+        let last = plan.last & 63;
+        // Field `f` is `bounds[f] + 1 .. bounds[f + 1]` from `pos` (offsets
+        // below 64, so a byte each): `bounds[0]` is -1 (wrapping), the
+        // others the delimiters' offsets, then the end of the last field
+        // wanted, at the next delimiter or the line's end.
+        let mut bounds = [u8::MAX; 65];
         let mut bits = delims;
-        for end in ends.get_mut(..last).unwrap_or_default() {
-            *end = bits.trailing_zeros() as u8;
+        for b in bounds.iter_mut().skip(1).take(last) {
+            *b = bits.trailing_zeros() as u8;
             bits &= bits.wrapping_sub(1);
         }
-        let last_end = if bits != 0 {
+        let tail = if bits != 0 {
             bits.trailing_zeros() as usize
         } else {
             line
         };
-        let field = |f: usize| {
-            let start = match f.checked_sub(1) {
-                Some(before) => usize::from(ends.get(before).copied().unwrap_or(0)) + 1,
-                None => 0,
-            };
-            let end = if f < last {
-                usize::from(ends.get(f).copied().unwrap_or(0))
-            } else {
-                last_end
-            };
-            (pos + start, pos + end)
+        // Fewer fields than wanted is the general path's error to report:
+        // with fewer delimiters, the last one taken is past the mask (64).
+        // (The last field wanted would then also read as an empty range,
+        // which every use refuses; this says so at the source.)
+        if bounds[last] >= 64 && last > 0 {
+            return false;
+        }
+        bounds[last + 1] = tail as u8;
+        let field = |f: u8| {
+            let f = usize::from(f & 63);
+            (
+                pos + usize::from(bounds[f].wrapping_add(1)),
+                pos + usize::from(bounds[f + 1]),
+            )
         };
         let n = plan.n.min(MASKED_VALUES);
         let mut parsed = [(0i64, 0u8); MASKED_VALUES];
-        for (slot, &f) in parsed
-            .get_mut(..n)
-            .unwrap_or_default()
-            .iter_mut()
-            .zip(&plan.values)
-        {
+        for (slot, &f) in parsed.iter_mut().zip(&plan.values).take(n) {
             let (a, b) = field(f);
-            match parse_number_at(data, a, b) {
-                Some(Number::Exact { mantissa, scale }) => *slot = (mantissa, scale),
-                _ => return false,
+            match parse_exact_at(data, a, b) {
+                Some(exact) => *slot = exact,
+                None => return false,
             }
         }
         let (a, b) = field(plan.key);
@@ -279,12 +278,8 @@ impl<'c> Aggregator<'c> {
         }
         let group = self.table.group_at(data, a, b);
         let accs = self.table.row(group);
-        for ((acc, &(mantissa, scale)), &squares) in accs
-            .get_mut(..n)
-            .unwrap_or_default()
-            .iter_mut()
-            .zip(&parsed)
-            .zip(&plan.squares)
+        for ((acc, &(mantissa, scale)), &squares) in
+            accs.iter_mut().zip(&parsed).zip(&plan.squares).take(n)
         {
             acc.push_exact(mantissa, scale, squares);
         }

@@ -37,7 +37,7 @@ use tally_protocol::{Counters, ErrorKind, Location, OnError, PackedPartial, Quer
 use crate::{Kernel, PreparedQuery, TaskFailure, TaskOutput};
 use aggregator::{Aggregator, MaskedPlan};
 use columns::Columns;
-use scan::{next_record_end, RecordSink, Span, Splitter};
+use scan::{next_record_end, RecordSink, Span, Splitter, Sse2Window};
 use source::{count_byte, first_record, FileCache, Locator};
 
 pub use number::{parse_number, Number};
@@ -437,7 +437,11 @@ fn read_records(
                 query.input.delimiter,
                 quote,
                 table,
-                |pos| splitter.scan_plain(data, pos, pos + 1, &mut record),
+                |pos| {
+                    let window = Sse2Window([query.input.delimiter, b'\n']);
+                    // SAFETY: SSE2 windows run on every processor.
+                    unsafe { splitter.plain_in(window, data, pos, pos + 1, &mut record) }
+                },
             )?;
             match scanned {
                 fast::Scan::Done(stop) => stop,

@@ -62,6 +62,23 @@ pub(crate) fn parse_number_at(base: &[u8], start: usize, end: usize) -> Option<N
     parse_loop(base.get(start..end).unwrap_or_default())
 }
 
+/// The field `base[start..end]` as `(mantissa, scale)` when it is a
+/// short decimal of 1 to 8 bytes with 8 bytes readable at `start`; `None`
+/// for anything else, which [`parse_number_at`] then reads. For loops that
+/// handle only the common case and hand the rest on whole.
+#[inline(always)]
+pub(crate) fn parse_exact_at(base: &[u8], start: usize, end: usize) -> Option<(i64, u8)> {
+    let len = end.wrapping_sub(start);
+    if len.wrapping_sub(1) >= 8 {
+        return None;
+    }
+    let bytes: [u8; 8] = base.get(start..start + 8)?.try_into().ok()?;
+    match parse_short(u64::from_le_bytes(bytes) & low_bytes(len), len)? {
+        Number::Exact { mantissa, scale } => Some((mantissa, scale)),
+        Number::Float(_) => None,
+    }
+}
+
 /// The mask of the low `n` bytes of a word (`n` ≤ 8).
 #[inline(always)]
 pub(crate) fn low_bytes(n: usize) -> u64 {
@@ -83,16 +100,19 @@ fn parse_short(word: u64, len: usize) -> Option<Number> {
     const LO: u64 = 0x0101_0101_0101_0101;
     const HI: u64 = 0x8080_8080_8080_8080;
     let first = word as u8;
-    let signed = usize::from(first == b'-' || first == b'+');
-    let n = len - signed;
-    let field = low_bytes(n);
+    let signed = first == b'-' || first == b'+';
+    // The sign read as a leading zero digit: every byte of the field is
+    // then a digit or the point, with no shift that depends on the sign.
+    let word = if signed { (word & !0xFF) | 0x30 } else { word };
+    // 1 <= len <= 8: the shift is 0 to 56.
+    let field = u64::MAX >> (64 - 8 * len as u32);
     // Digits become 0..=9; a byte is one exactly when adding 0x76 leaves
     // its high bit clear (and its own is clear). A carry out of a byte can
     // only make the next byte look like a non-digit: the loop then decides.
-    let x = (word >> (8 * signed)) ^ (LO * 0x30);
+    let x = word ^ (LO * 0x30);
     let other = (x.wrapping_add(LO * 0x76) | x) & HI & field;
     let (digits, count, scale) = if other == 0 {
-        (x & field, n, 0)
+        (x & field, len, 0)
     } else {
         // One non-digit, the decimal point ('.' ^ 0x30 = 0x1E).
         let at = (other.trailing_zeros() / 8) as usize;
@@ -101,9 +121,10 @@ fn parse_short(word: u64, len: usize) -> Option<Number> {
         }
         let below = low_bytes(at);
         let squeezed = (x & below) | ((x >> 8) & !below);
-        (squeezed & low_bytes(n - 1), n - 1, n - 1 - at)
+        (squeezed & low_bytes(len - 1), len - 1, len - 1 - at)
     };
-    if count == 0 {
+    // At least one digit besides a sign.
+    if count <= usize::from(signed) {
         return None;
     }
     let v = digits << (8 * (8 - count));
@@ -265,6 +286,14 @@ mod tests {
                 parse_loop(&field),
                 "{:?}", String::from_utf8_lossy(&field)
             );
+            // What the masked path takes is what the loop reads.
+            if let Some((mantissa, scale)) = parse_exact_at(&base, 0, field.len()) {
+                proptest::prop_assert_eq!(
+                    parse_loop(&field),
+                    Some(Number::Exact { mantissa, scale }),
+                    "{:?}", String::from_utf8_lossy(&field)
+                );
+            }
         }
     }
 

@@ -97,6 +97,74 @@ pub(crate) fn window_masks<const N: usize>(
     }
 }
 
+/// A way to find a window's bytes ([`window_masks`]'s masks), chosen once
+/// per scan: the splitters' loops are compiled once per way, so that on a
+/// processor with AVX2 the whole loop, the sink's code inlined in it, uses
+/// 32-byte compares (and BMI's bit instructions) instead of SSE2's 16.
+pub(crate) trait Window<const N: usize>: Copy {
+    /// [`window_masks`] of the bytes this way was made for.
+    ///
+    /// # Safety
+    /// The processor supports this way.
+    unsafe fn masks(&self, data: &[u8], at: usize) -> Option<[u64; N]>;
+}
+
+/// [`window_masks`] itself: every processor.
+#[derive(Clone, Copy)]
+pub(crate) struct Sse2Window<const N: usize>(pub(crate) [u8; N]);
+
+impl<const N: usize> Window<N> for Sse2Window<N> {
+    #[inline(always)]
+    unsafe fn masks(&self, data: &[u8], at: usize) -> Option<[u64; N]> {
+        window_masks(data, at, self.0)
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+pub(crate) use avx2::Avx2Window;
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::{
+        __m256i, _mm256_cmpeq_epi8, _mm256_loadu_si256, _mm256_movemask_epi8, _mm256_set1_epi8,
+    };
+
+    use super::{Window, WINDOW};
+
+    /// The bytes repeated across 256-bit vectors, made once per scan.
+    #[derive(Clone, Copy)]
+    pub(crate) struct Avx2Window<const N: usize>([__m256i; N]);
+
+    impl<const N: usize> Avx2Window<N> {
+        /// # Safety
+        /// The processor supports AVX2.
+        #[inline]
+        #[target_feature(enable = "avx2")]
+        pub(crate) unsafe fn new(bytes: [u8; N]) -> Self {
+            Avx2Window(bytes.map(|b| _mm256_set1_epi8(b as i8)))
+        }
+    }
+
+    impl<const N: usize> Window<N> for Avx2Window<N> {
+        #[inline]
+        #[target_feature(enable = "avx2")]
+        unsafe fn masks(&self, data: &[u8], at: usize) -> Option<[u64; N]> {
+            let window = data.get(at..at + WINDOW)?;
+            // SAFETY: the two unaligned 32-byte loads stay inside `window`,
+            // which is WINDOW = 64 long.
+            let (lo, hi) = unsafe {
+                let p = window.as_ptr().cast::<__m256i>();
+                (_mm256_loadu_si256(p), _mm256_loadu_si256(p.add(1)))
+            };
+            Some(self.0.map(|pattern| {
+                let low = _mm256_movemask_epi8(_mm256_cmpeq_epi8(lo, pattern)) as u32;
+                let high = _mm256_movemask_epi8(_mm256_cmpeq_epi8(hi, pattern)) as u32;
+                u64::from(low) | (u64::from(high) << 32)
+            }))
+        }
+    }
+}
+
 /// The position of the first `\n` at or after `from` that is outside quotes,
 /// starting in quotes when `in_quotes`.
 pub(crate) fn next_record_end(
@@ -165,9 +233,51 @@ impl Splitter {
     /// that starts in `[first, end)`; `first` must be a record start, and no
     /// record scanned may hold a quote byte. Fields are `base[span]`.
     /// Returns where the last record ended (after its newline).
-    #[inline]
     pub(crate) fn scan_plain<E>(
         &mut self,
+        data: &[u8],
+        first: usize,
+        end: usize,
+        f: impl RecordSink<E>,
+    ) -> Result<usize, E> {
+        let bytes = [self.delimiter, b'\n'];
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the processor has AVX2, checked just above.
+            return unsafe { self.plain_avx2(data, first, end, f) };
+        }
+        // SAFETY: SSE2 windows run on every processor.
+        unsafe { self.plain_in(Sse2Window(bytes), data, first, end, f) }
+    }
+
+    /// [`Splitter::plain_in`] compiled for AVX2 processors.
+    ///
+    /// # Safety
+    /// The processor supports AVX2.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,bmi1,bmi2,lzcnt,popcnt")]
+    unsafe fn plain_avx2<E>(
+        &mut self,
+        data: &[u8],
+        first: usize,
+        end: usize,
+        f: impl RecordSink<E>,
+    ) -> Result<usize, E> {
+        // SAFETY: the caller guarantees AVX2.
+        unsafe {
+            let window = Avx2Window::new([self.delimiter, b'\n']);
+            self.plain_in(window, data, first, end, f)
+        }
+    }
+
+    /// [`Splitter::scan_plain`] with the window way `window`.
+    ///
+    /// # Safety
+    /// The processor supports `W`.
+    #[inline(always)]
+    pub(crate) unsafe fn plain_in<E, W: Window<2>>(
+        &mut self,
+        window: W,
         data: &[u8],
         first: usize,
         end: usize,
@@ -176,7 +286,8 @@ impl Splitter {
         let len = data.len();
         let mut pos = first;
         while pos < end && pos < len {
-            if let Some([delims, newlines]) = window_masks(data, pos, [self.delimiter, b'\n']) {
+            // SAFETY: the caller guarantees `W`.
+            if let Some([delims, newlines]) = unsafe { window.masks(data, pos) } {
                 if newlines != 0 {
                     let nl = newlines.trailing_zeros() as usize;
                     self.masked_record(data, pos, nl, delims, &mut f)?;
@@ -272,6 +383,50 @@ impl Splitter {
         data: &[u8],
         first: usize,
         end: usize,
+        f: impl RecordSink<E>,
+    ) -> Result<usize, E> {
+        // Without a quote byte, the newline stands in for it: no window
+        // then has a quote bit before its first newline.
+        let bytes = [self.delimiter, b'\n', self.quote.unwrap_or(b'\n')];
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the processor has AVX2, checked just above.
+            return unsafe { self.quoted_avx2(bytes, data, first, end, f) };
+        }
+        // SAFETY: SSE2 windows run on every processor.
+        unsafe { self.quoted_in(Sse2Window(bytes), data, first, end, f) }
+    }
+
+    /// [`Splitter::quoted_in`] compiled for AVX2 processors.
+    ///
+    /// # Safety
+    /// The processor supports AVX2.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,bmi1,bmi2,lzcnt,popcnt")]
+    unsafe fn quoted_avx2<E>(
+        &mut self,
+        bytes: [u8; 3],
+        data: &[u8],
+        first: usize,
+        end: usize,
+        f: impl RecordSink<E>,
+    ) -> Result<usize, E> {
+        // SAFETY: the caller guarantees AVX2.
+        unsafe { self.quoted_in(Avx2Window::new(bytes), data, first, end, f) }
+    }
+
+    /// [`Splitter::scan_quoted`] with the window way `window` (for the
+    /// delimiter, the newline and the quote byte).
+    ///
+    /// # Safety
+    /// The processor supports `W`.
+    #[inline(always)]
+    unsafe fn quoted_in<E, W: Window<3>>(
+        &mut self,
+        window: W,
+        data: &[u8],
+        first: usize,
+        end: usize,
         mut f: impl RecordSink<E>,
     ) -> Result<usize, E> {
         let len = data.len();
@@ -280,9 +435,8 @@ impl Splitter {
             // A record without a quote byte splits the plain way, without
             // copying: in most quoted CSV files most records are such.
             if let Some(q) = self.quote {
-                if let Some([delims, newlines, quotes]) =
-                    window_masks(data, pos, [self.delimiter, b'\n', q])
-                {
+                // SAFETY: the caller guarantees `W`.
+                if let Some([delims, newlines, quotes]) = unsafe { window.masks(data, pos) } {
                     if newlines != 0 {
                         let nl = newlines.trailing_zeros() as usize;
                         if quotes & ((1u64 << nl) - 1) == 0 {
