@@ -47,19 +47,30 @@ impl ValueAcc {
     pub(crate) fn push_exact(&mut self, mantissa: i64, scale: u8, squares: bool) {
         if self.count != 0 && scale == self.scale {
             let wide = i128::from(mantissa);
-            let sum = self.sum.checked_add(wide);
-            let sum_sq = if squares {
-                self.sum_sq.checked_add(wide * wide)
-            } else {
-                Some(self.sum_sq)
-            };
-            if let (Some(s), Some(q)) = (sum, sum_sq) {
-                self.count += 1;
-                self.sum = s;
-                self.sum_sq = q;
-                self.min = self.min.min(mantissa);
-                self.max = self.max.max(mantissa);
-                return;
+            if let Some(sum) = self.sum.checked_add(wide) {
+                // Without squares, `sum_sq` is neither read nor written.
+                let sum_sq = if squares {
+                    self.sum_sq.checked_add(wide * wide)
+                } else {
+                    Some(0)
+                };
+                if let Some(sum_sq) = sum_sq {
+                    self.count += 1;
+                    self.sum = sum;
+                    if squares {
+                        self.sum_sq = sum_sq;
+                    }
+                    // New extremes are rare after a group's first values: a
+                    // predictable branch, and no store, instead of a store
+                    // each.
+                    if mantissa < self.min {
+                        self.min = mantissa;
+                    }
+                    if mantissa > self.max {
+                        self.max = mantissa;
+                    }
+                    return;
+                }
             }
         }
         self.push_exact_other(mantissa, scale, squares);
