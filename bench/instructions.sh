@@ -6,11 +6,16 @@
 # timing them; it says nothing of cache misses or stalls, so confirm a gain
 # with alternating timings (bench/alternate.py) afterwards.
 #
-# usage: bench/instructions.sh   (env: ROWS [1200000], STATIONS ["413 10000"])
+# usage: bench/instructions.sh
+#   env: ROWS [1200000], STATIONS ["413 10000"], EVENTS_ROWS [1000000]
 #
 # Runs the scan_file example (the kernel alone, one core, the file read in
 # 16 MiB tasks) under `valgrind --tool=cachegrind --cache-sim=no` on a
-# generated file per station count. Writes bench/results/instructions.txt.
+# generated file per station count. Then Q3's query (the events CSV: the
+# general splitter with quoting, several value columns) through `tally run
+# -j 1`, counting the worker process: its start-up is in the count, about
+# 0.3 instructions a record at a million rows. Writes
+# bench/results/instructions.txt.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -18,6 +23,7 @@ cd "$ROOT"
 . bench/lib.sh
 ROWS=${ROWS:-1200000}
 STATIONS=${STATIONS:-"413 10000"}
+EVENTS_ROWS=${EVENTS_ROWS:-1000000}
 
 command -v valgrind >/dev/null || apt_install valgrind
 cargo build --release --bin tally >&2
@@ -39,3 +45,18 @@ for stations in $STATIONS; do
     python3 -c "import sys; r, n, s = map(int, sys.argv[1:]); print(f'{s} stations, {n:,} records: {r:,} instructions, {r / n:.1f} per record')" \
         "$refs" "$records" "$stations" | tee -a "$OUT"
 done
+
+# Q3's query, as bench/run.sh runs it; the worker is the child with the
+# most instructions (the coordinator only plans and merges).
+file=bench/data/instr-events-$EVENTS_ROWS.csv
+[ -s "$file" ] || "$TARGET/release/tally" gen events --rows "$EVENTS_ROWS" -o "$file"
+log=$(mktemp)
+valgrind --tool=cachegrind --cache-sim=no --cachegrind-out-file=/dev/null --trace-children=yes \
+    "$TARGET/release/tally" run "$file" -j 1 --by country \
+    --agg 'count,sum(bytes),mean(latency_ms),min(latency_ms),max(latency_ms),stddev(latency_ms)' \
+    --format csv >/dev/null 2>"$log"
+refs=$(sed -n 's/.*I *refs: *\([0-9,]*\).*/\1/p' "$log" | tr -d , | sort -n | tail -1)
+rm -f "$log"
+[ -n "$refs" ] || { echo "bench/instructions.sh: no count for $file" >&2; exit 1; }
+python3 -c "import sys; r, n = map(int, sys.argv[1:]); print(f'Q3 events CSV (tally run -j 1, worker process), {n:,} rows: {r:,} instructions, {r / n:.1f} per record')" \
+    "$refs" "$EVENTS_ROWS" | tee -a "$OUT"

@@ -433,8 +433,9 @@ LISTED_SECTIONS = [
         "Kernel instructions per record (`bench/instructions.sh`)",
         [
             "The delimited kernel alone on one core (the `scan_file` example, reading with",
-            "`\"` quoting as `tally run` does by default), counted by cachegrind: unlike",
-            "wall time, this does not move with the machine's load.",
+            "`\"` quoting as `tally run` does by default), and Q3's query through",
+            "`tally run -j 1` (its worker process), counted by cachegrind: unlike wall",
+            "time, this does not move with the machine's load.",
         ],
     ),
 ]
