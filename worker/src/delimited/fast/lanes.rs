@@ -6,6 +6,7 @@
 //! few per word. The scan picks one at run time.
 
 use super::super::scan::window_masks;
+use super::tenths::tenths_ending;
 
 /// Bytes of a table entry that hold a key: its head (see [`Lanes::key`]).
 pub(crate) const HEAD: usize = 32;
@@ -59,6 +60,24 @@ pub(crate) trait Lanes: Copy {
     /// # Safety
     /// The processor supports this way.
     unsafe fn words(key: Self::Key) -> [u64; 4];
+
+    /// [`tenths_ending`] of a window's two values: their values and
+    /// whether both are values of the shape.
+    ///
+    /// # Safety
+    /// Each length is below [`super::tenths::LENGTHS`], and the processor
+    /// supports this way.
+    #[inline(always)]
+    unsafe fn tenths_pair(words: [u64; 2], lens: [usize; 2], firsts: [u8; 2]) -> ([i64; 2], bool) {
+        // SAFETY: passed on from the caller.
+        let ((a, ok_a), (b, ok_b)) = unsafe {
+            (
+                tenths_ending(words[0], lens[0], firsts[0]),
+                tenths_ending(words[1], lens[1], firsts[1]),
+            )
+        };
+        ([a, b], ok_a & ok_b)
+    }
 }
 
 /// `HEADS[len]`: per word of a head, the mask of the key bytes it keeps and
@@ -237,6 +256,17 @@ mod avx2 {
             let stored = unsafe { _mm256_loadu_si256(head.as_ptr().cast()) };
             let differ = _mm256_xor_si256(key, stored);
             _mm256_testz_si256(differ, differ) == 1
+        }
+
+        #[inline]
+        #[target_feature(enable = "avx2")]
+        unsafe fn tenths_pair(
+            words: [u64; 2],
+            lens: [usize; 2],
+            firsts: [u8; 2],
+        ) -> ([i64; 2], bool) {
+            // SAFETY: passed on from the caller.
+            unsafe { super::super::tenths::tenths_pair_avx2(words, lens, firsts) }
         }
 
         #[inline]

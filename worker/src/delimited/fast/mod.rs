@@ -30,7 +30,7 @@ use memchr::{memchr, memchr3};
 use super::scan::WINDOW;
 use lanes::{load, Lanes, Portable, HEAD, SHORT_KEY};
 pub(crate) use table::FastTable;
-use tenths::{parse_tenths, tenths_ending};
+use tenths::parse_tenths;
 
 const LO: u64 = 0x0101_0101_0101_0101;
 const HI: u64 = 0x8080_8080_8080_8080;
@@ -489,22 +489,18 @@ unsafe fn window_pair<L: Lanes>(
     // window, and pos >= 8: they lie within data[pos - 8..pos + 64]; each
     // value's first byte is inside the window, and so each value's length
     // is below WINDOW <= tenths::LENGTHS.
-    let ((value1, ok1), (value2, ok2)) = unsafe {
-        (
-            tenths_ending(
-                load(data, pos + n1 - 8),
-                n1 - d1 - 1,
+    let ([value1, value2], ok) = unsafe {
+        L::tenths_pair(
+            [load(data, pos + n1 - 8), load(data, pos + n2 - 8)],
+            [n1 - d1 - 1, n2 - d2 - 1],
+            [
                 *data.get_unchecked(pos + d1 + 1),
-            ),
-            tenths_ending(
-                load(data, pos + n2 - 8),
-                n2 - d2 - 1,
                 *data.get_unchecked(pos + d2 + 1),
-            ),
+            ],
         )
     };
     // One branch for both values.
-    if !(ok1 & ok2) {
+    if !ok {
         return None;
     }
     // SAFETY: each key head (HEAD bytes from pos or pos + start2, both
