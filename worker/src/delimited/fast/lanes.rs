@@ -25,12 +25,15 @@ pub(crate) trait Lanes: Copy {
     /// A key's first [`HEAD`] bytes, zero past its end.
     type Key: Copy;
 
-    /// Bit `i` of mask `j` set where `data[at + i] == bytes[j]`, for the 64
-    /// bytes at `at`; `None` where this way has no cheap window.
+    /// For the 64 bytes at `at`: bit `i` of mask `j` set where
+    /// `data[at + i] == bytes[j]`, for the first two bytes, and whether
+    /// any of them is the third (a quote: rare, so a window with one
+    /// anywhere leaves the pair loop, and the precise mask is not made);
+    /// `None` where this way has no cheap window.
     ///
     /// # Safety
     /// `at + 64 <= data.len()`, and the processor supports this way.
-    unsafe fn classify(data: &[u8], at: usize, bytes: [u8; 3]) -> Option<[u64; 3]>;
+    unsafe fn classify(data: &[u8], at: usize, bytes: [u8; 3]) -> Option<([u64; 2], bool)>;
 
     /// The head of the key of `len` bytes at `pos`, for `len` up to
     /// [`SHORT_KEY`]: its bytes, zeros, and `len` in the last byte. With
@@ -128,8 +131,9 @@ impl Lanes for Portable {
     type Key = [u64; 4];
 
     #[inline(always)]
-    unsafe fn classify(data: &[u8], at: usize, bytes: [u8; 3]) -> Option<[u64; 3]> {
-        window_masks(data, at, bytes)
+    unsafe fn classify(data: &[u8], at: usize, bytes: [u8; 3]) -> Option<([u64; 2], bool)> {
+        let [first, second, third] = window_masks(data, at, bytes)?;
+        Some(([first, second], third != 0))
     }
 
     #[inline(always)]
@@ -206,19 +210,30 @@ mod avx2 {
 
         #[inline]
         #[target_feature(enable = "avx2")]
-        unsafe fn classify(data: &[u8], at: usize, bytes: [u8; 3]) -> Option<[u64; 3]> {
+        unsafe fn classify(
+            data: &[u8],
+            at: usize,
+            [first, second, third]: [u8; 3],
+        ) -> Option<([u64; 2], bool)> {
             // SAFETY: the caller guarantees 64 readable bytes at `at`;
             // `loadu` has no alignment requirement.
             let (lo, hi) = unsafe {
                 let p = data.as_ptr().add(at).cast::<__m256i>();
                 (_mm256_loadu_si256(p), _mm256_loadu_si256(p.add(1)))
             };
-            Some(bytes.map(|b| {
+            let masks = [first, second].map(|b| {
                 let pattern = _mm256_set1_epi8(b as i8);
                 let low = _mm256_movemask_epi8(_mm256_cmpeq_epi8(lo, pattern)) as u32;
                 let high = _mm256_movemask_epi8(_mm256_cmpeq_epi8(hi, pattern)) as u32;
                 u64::from(low) | (u64::from(high) << 32)
-            }))
+            });
+            // The third byte only tested for, in the vector units.
+            let pattern = _mm256_set1_epi8(third as i8);
+            let hits = _mm256_or_si256(
+                _mm256_cmpeq_epi8(lo, pattern),
+                _mm256_cmpeq_epi8(hi, pattern),
+            );
+            Some((masks, _mm256_testz_si256(hits, hits) == 0))
         }
 
         #[inline]

@@ -466,7 +466,7 @@ unsafe fn window_pair<L: Lanes>(
         return None;
     }
     // SAFETY: pos + WINDOW <= data.len(); the caller guarantees `L`.
-    let [delims, newlines, quotes] =
+    let ([delims, newlines], quote_seen) =
         unsafe { L::classify(data, pos, [pat.delimiter, b'\n', pat.quote]) }?;
     let d1 = delims.trailing_zeros() as usize;
     let n1 = newlines.trailing_zeros() as usize;
@@ -475,13 +475,14 @@ unsafe fn window_pair<L: Lanes>(
     let n2 = rest.trailing_zeros() as usize;
     let start2 = n1 + 1;
     let len2 = d2.wrapping_sub(start2);
-    // Quote bytes up to the second newline (without a quote byte the
-    // quote pattern is the newline: none counts).
-    let quoted = quotes & pat.quote_bits & (rest ^ rest.wrapping_sub(1));
+    // A quote byte anywhere in the window (without a quote byte the quote
+    // pattern is the newline: none counts). The records before it go one
+    // at a time; the one that holds it stops the scan.
+    let quoted = quote_seen & (pat.quote_bits != 0);
     // Both keys 1 to SHORT_KEY bytes long: each length less one (wrapping)
     // is below SHORT_KEY, and so is the larger.
     let keys = d1.wrapping_sub(1).max(len2.wrapping_sub(1));
-    let fits = (keys < SHORT_KEY) & (d1 < n1) & (d2 < n2) & (n2 < WINDOW) & (quoted == 0);
+    let fits = (keys < SHORT_KEY) & (d1 < n1) & (d2 < n2) & (n2 < WINDOW) & !quoted;
     if !fits {
         return None;
     }
