@@ -244,7 +244,7 @@ impl Splitter {
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY: the processor has AVX2, checked just above.
-            return unsafe { self.plain_avx2(data, first, end, f) };
+            return unsafe { self.plain_avx2(bytes, data, first, end, f) };
         }
         // SAFETY: SSE2 windows run on every processor.
         unsafe { self.plain_in(Sse2Window(bytes), data, first, end, f) }
@@ -258,16 +258,14 @@ impl Splitter {
     #[target_feature(enable = "avx2,bmi1,bmi2,lzcnt,popcnt")]
     unsafe fn plain_avx2<E>(
         &mut self,
+        bytes: [u8; 2],
         data: &[u8],
         first: usize,
         end: usize,
         f: impl RecordSink<E>,
     ) -> Result<usize, E> {
         // SAFETY: the caller guarantees AVX2.
-        unsafe {
-            let window = Avx2Window::new([self.delimiter, b'\n']);
-            self.plain_in(window, data, first, end, f)
-        }
+        unsafe { self.plain_in(Avx2Window::new(bytes), data, first, end, f) }
     }
 
     /// [`Splitter::scan_plain`] with the window way `window`.

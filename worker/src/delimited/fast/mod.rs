@@ -571,6 +571,17 @@ unsafe fn add_pending<L: Lanes, const SQUARES: bool>(
     Ok(())
 }
 
+/// A deterministic stream of random words (xorshift64*), for tests.
+#[cfg(test)]
+pub(crate) fn xorshift(mut state: u64) -> impl FnMut() -> u64 {
+    move || {
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        state.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
@@ -669,13 +680,7 @@ mod tests {
             "1.5", "-1.5", "12.3", "-12.3", "0.0", "-0.0", "99.9", "1.25", "12", "123.4", "-.5",
             "", "1.5;x", "1.5\r", "a.b",
         ];
-        let mut state = 0x2545_F491_4F6C_DD1Du64;
-        let mut next = move || {
-            state ^= state >> 12;
-            state ^= state << 25;
-            state ^= state >> 27;
-            state.wrapping_mul(0x9E37_79B9_7F4A_7C15)
-        };
+        let mut next = xorshift(0x2545_F491_4F6C_DD1D);
         let mut data = Vec::new();
         let mut lines = Vec::new();
         for _ in 0..20_000 {

@@ -200,6 +200,7 @@ pub(crate) unsafe fn tenths_pair_avx2(
 
 #[cfg(test)]
 mod tests {
+    use super::super::xorshift;
     use super::*;
 
     fn word(s: &[u8]) -> u64 {
@@ -273,6 +274,21 @@ mod tests {
         }
     }
 
+    /// Eight bytes from the random bits `r`: digits, but one byte in
+    /// `one_in` (on average) from `alphabet`.
+    fn bytes_from(r: u64, alphabet: &[u8], one_in: usize) -> [u8; 8] {
+        let mut bytes = [0u8; 8];
+        for (i, b) in bytes.iter_mut().enumerate() {
+            let pick = (r >> (8 * i)) as usize;
+            *b = if pick % one_in == 0 {
+                alphabet[(pick >> 2) % alphabet.len()]
+            } else {
+                b'0' + ((pick >> 2) % 10) as u8
+            };
+        }
+        bytes
+    }
+
     /// The two-value vector path agrees with the scalar one on every
     /// length a window holds, on words of the bytes that matter.
     #[cfg(target_arch = "x86_64")]
@@ -281,25 +297,10 @@ mod tests {
         if !std::arch::is_x86_feature_detected!("avx2") {
             return;
         }
-        const ALPHABET: &[u8] = b"0123456789.-;\n\x00\xff";
-        let mut state = 0x2545_F491_4F6C_DD1Du64;
-        let mut next = move || {
-            state ^= state >> 12;
-            state ^= state << 25;
-            state ^= state >> 27;
-            state.wrapping_mul(0x9E37_79B9_7F4A_7C15)
-        };
+        let mut next = xorshift(0x2545_F491_4F6C_DD1D);
         let mut word = || {
             let r = next();
-            let mut bytes = [0u8; 8];
-            for (i, b) in bytes.iter_mut().enumerate() {
-                let pick = (r >> (8 * i)) as usize;
-                *b = if pick % 3 == 0 {
-                    ALPHABET[(pick >> 2) % ALPHABET.len()]
-                } else {
-                    b'0' + ((pick >> 2) % 10) as u8
-                };
-            }
+            let mut bytes = bytes_from(r, b"0123456789.-;\n\x00\xff", 3);
             // Often a point where a value has one.
             if r & 0x30000 != 0 {
                 bytes[6] = b'.';
@@ -337,23 +338,11 @@ mod tests {
     #[test]
     fn agrees_with_the_reference_on_random_words() {
         const ALPHABET: &[u8] = b"0123456789.-\n;\r/:~\x00\xff";
-        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = xorshift(0x9E37_79B9_7F4A_7C15);
         for _ in 0..2_000_000 {
-            // xorshift64*: deterministic, no dependency.
-            state ^= state >> 12;
-            state ^= state << 25;
-            state ^= state >> 27;
-            let r = state.wrapping_mul(0x2545_F491_4F6C_DD1D);
-            let mut bytes = [0u8; 8];
-            for (i, b) in bytes.iter_mut().enumerate() {
-                // Mostly digits, so that whole values come up often.
-                let pick = (r >> (8 * i)) as usize;
-                *b = if pick % 4 == 0 {
-                    ALPHABET[(pick >> 2) % ALPHABET.len()]
-                } else {
-                    b'0' + ((pick >> 2) % 10) as u8
-                };
-            }
+            let r = next();
+            // Mostly digits, so that whole values come up often.
+            let mut bytes = bytes_from(r, ALPHABET, 4);
             // Put a point and a newline where a value would have them.
             if r & 0x300 == 0 {
                 bytes[(r as usize >> 12) % 3 + 1] = b'.';
