@@ -580,7 +580,25 @@ mod tests {
     use super::*;
 
     /// Every record's first `wanted` fields, as strings.
+    /// Every record's first `wanted` fields, as strings, read the way this
+    /// processor picks; the SSE2 windows every processor has must read
+    /// the same.
     fn records(data: &[u8], quote: Option<u8>, wanted: usize, plain: bool) -> Vec<Vec<String>> {
+        let picked = records_with(data, quote, wanted, plain, false);
+        let sse2 = records_with(data, quote, wanted, plain, true);
+        assert_eq!(picked, sse2);
+        picked
+    }
+
+    /// [`records`], the way this processor picks, or (`sse2`) through SSE2
+    /// windows.
+    fn records_with(
+        data: &[u8],
+        quote: Option<u8>,
+        wanted: usize,
+        plain: bool,
+        sse2: bool,
+    ) -> Vec<Vec<String>> {
         let mut s = Splitter::new(b',', quote, wanted);
         let mut out = Vec::new();
         let collect = |base: &[u8], spans: &[Span], _start: usize| -> Result<(), ()> {
@@ -592,10 +610,16 @@ mod tests {
             );
             Ok(())
         };
-        let stop = if plain {
-            s.scan_plain(data, 0, data.len(), collect)
-        } else {
-            s.scan_quoted(data, 0, data.len(), collect)
+        let end = data.len();
+        // SAFETY (both `_in` calls): SSE2 windows run on every processor.
+        let stop = match (plain, sse2) {
+            (true, false) => s.scan_plain(data, 0, end, collect),
+            (false, false) => s.scan_quoted(data, 0, end, collect),
+            (true, true) => unsafe { s.plain_in(Sse2Window([b',', b'\n']), data, 0, end, collect) },
+            (false, true) => unsafe {
+                let window = Sse2Window([b',', b'\n', quote.unwrap_or(b'\n')]);
+                s.quoted_in(window, data, 0, end, collect)
+            },
         };
         assert_eq!(stop, Ok(data.len()));
         out
