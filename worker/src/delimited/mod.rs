@@ -430,6 +430,7 @@ fn read_records(
                 .unwrap_or_else(|| fast::FastTable::new(squares));
             table.reset();
             let table = fast_table.insert(table);
+            let window = Sse2Window(splitter.plain_bytes());
             let scanned = fast::scan(
                 data,
                 first,
@@ -437,11 +438,8 @@ fn read_records(
                 query.input.delimiter,
                 quote,
                 table,
-                |pos| {
-                    let window = Sse2Window([query.input.delimiter, b'\n']);
-                    // SAFETY: SSE2 windows run on every processor.
-                    unsafe { splitter.plain_in(window, data, pos, pos + 1, &mut record) }
-                },
+                // SAFETY: SSE2 windows run on every processor.
+                |pos| unsafe { splitter.plain_in(window, data, pos, pos + 1, &mut record) },
             )?;
             match scanned {
                 fast::Scan::Done(stop) => stop,

@@ -240,7 +240,7 @@ impl Splitter {
         end: usize,
         f: impl RecordSink<E>,
     ) -> Result<usize, E> {
-        let bytes = [self.delimiter, b'\n'];
+        let bytes = self.plain_bytes();
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY: the processor has AVX2, checked just above.
@@ -248,6 +248,19 @@ impl Splitter {
         }
         // SAFETY: SSE2 windows run on every processor.
         unsafe { self.plain_in(Sse2Window(bytes), data, first, end, f) }
+    }
+
+    /// The bytes [`Splitter::plain_in`]'s window finds: the delimiter and
+    /// the newline.
+    pub(crate) fn plain_bytes(&self) -> [u8; 2] {
+        [self.delimiter, b'\n']
+    }
+
+    /// The bytes [`Splitter::quoted_in`]'s window finds: the delimiter, the
+    /// newline and the quote byte. Without a quote byte the newline stands
+    /// in for it: no window then has a quote bit before its first newline.
+    fn quoted_bytes(&self) -> [u8; 3] {
+        [self.delimiter, b'\n', self.quote.unwrap_or(b'\n')]
     }
 
     /// [`Splitter::plain_in`] compiled for AVX2 processors.
@@ -383,9 +396,7 @@ impl Splitter {
         end: usize,
         f: impl RecordSink<E>,
     ) -> Result<usize, E> {
-        // Without a quote byte, the newline stands in for it: no window
-        // then has a quote bit before its first newline.
-        let bytes = [self.delimiter, b'\n', self.quote.unwrap_or(b'\n')];
+        let bytes = self.quoted_bytes();
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY: the processor has AVX2, checked just above.
@@ -579,7 +590,6 @@ fn split_plain(
 mod tests {
     use super::*;
 
-    /// Every record's first `wanted` fields, as strings.
     /// Every record's first `wanted` fields, as strings, read the way this
     /// processor picks; the SSE2 windows every processor has must read
     /// the same.
@@ -615,10 +625,11 @@ mod tests {
         let stop = match (plain, sse2) {
             (true, false) => s.scan_plain(data, 0, end, collect),
             (false, false) => s.scan_quoted(data, 0, end, collect),
-            (true, true) => unsafe { s.plain_in(Sse2Window([b',', b'\n']), data, 0, end, collect) },
+            (true, true) => unsafe {
+                s.plain_in(Sse2Window(s.plain_bytes()), data, 0, end, collect)
+            },
             (false, true) => unsafe {
-                let window = Sse2Window([b',', b'\n', quote.unwrap_or(b'\n')]);
-                s.quoted_in(window, data, 0, end, collect)
+                s.quoted_in(Sse2Window(s.quoted_bytes()), data, 0, end, collect)
             },
         };
         assert_eq!(stop, Ok(data.len()));

@@ -91,8 +91,9 @@ struct Patterns {
     delimiter: u8,
     /// The quote byte, or the newline again when there is none.
     quote: u8,
-    /// All ones with a quote byte, 0 without: masks a window's quote bits.
-    quote_bits: u64,
+    /// Whether records are read with a quote byte (without one, the quote
+    /// pattern is the newline, which no key holds).
+    quoting: bool,
     /// The three bytes, each repeated across a vector.
     #[cfg(target_arch = "x86_64")]
     vectors: [std::arch::x86_64::__m128i; 3],
@@ -100,12 +101,12 @@ struct Patterns {
 
 impl Patterns {
     fn new(delimiter: u8, quote: Option<u8>) -> Self {
-        let quote_bits = if quote.is_some() { u64::MAX } else { 0 };
+        let quoting = quote.is_some();
         let quote = quote.unwrap_or(b'\n');
         Patterns {
             delimiter,
             quote,
-            quote_bits,
+            quoting,
             #[cfg(target_arch = "x86_64")]
             // SAFETY: SSE2 is part of the x86-64 baseline.
             vectors: unsafe {
@@ -352,7 +353,7 @@ unsafe fn scan_as<L: Lanes, const SQUARES: bool, E>(
                 continue;
             }
         }
-        if pat.quote_bits != 0 {
+        if pat.quoting {
             let rest = data.get(pos..).unwrap_or_default();
             let line = memchr(b'\n', rest).map_or(rest, |i| rest.get(..i).unwrap_or_default());
             if memchr(pat.quote, line).is_some() {
@@ -478,7 +479,7 @@ unsafe fn window_pair<L: Lanes>(
     // A quote byte anywhere in the window (without a quote byte the quote
     // pattern is the newline: none counts). The records before it go one
     // at a time; the one that holds it stops the scan.
-    let quoted = quote_seen & (pat.quote_bits != 0);
+    let quoted = quote_seen & pat.quoting;
     // Both keys 1 to SHORT_KEY bytes long: each length less one (wrapping)
     // is below SHORT_KEY, and so is the larger.
     let keys = d1.wrapping_sub(1).max(len2.wrapping_sub(1));
