@@ -228,6 +228,7 @@ impl WorkerPool {
         // the reader reports as lost.
         let _ = tx.try_send(ToWorker::Hello {
             protocol_version: PROTOCOL_VERSION,
+            partial_columns: true,
         });
         debug!("spawned worker {id} (pid {pid})");
         self.workers.insert(

@@ -19,6 +19,7 @@ fn examples() -> Vec<(&'static str, Vec<u8>)> {
         &mut b,
         &ToWorker::Hello {
             protocol_version: 1,
+            partial_columns: true,
         },
     );
     push("hello (coordinator)", r, &mut b);
@@ -106,6 +107,30 @@ fn examples() -> Vec<(&'static str, Vec<u8>)> {
         }),
     );
     push("result", r, &mut b);
+    let mut partial = PackedPartial::default();
+    partial.push_group(
+        [Some(&b"Oslo"[..])],
+        1,
+        [NumState::from_exact(1, -35, None, 1, -35, -35)],
+    );
+    partial.set_columns(true);
+    let r = encode_frame(
+        &mut b,
+        &FromWorker::Result(TaskResult {
+            task_id: 8,
+            partial,
+            counters: Counters {
+                records: 1,
+                bytes: 10,
+                bad_records: 0,
+                quotes: 0,
+                start_in_quotes: false,
+                max_event_ms: None,
+            },
+            bad_samples: vec![],
+        }),
+    );
+    push("result (partial in columns)", r, &mut b);
     let r = encode_frame(
         &mut b,
         &FromWorker::<Partial>::TaskError(TaskError {

@@ -189,6 +189,7 @@ mod tests {
             &mut wire,
             &ToWorker::Hello {
                 protocol_version: 7,
+                partial_columns: false,
             },
         )
         .unwrap();

@@ -18,7 +18,9 @@
 //!   hands the groups out in key order.
 //! * [`packed`]: [`PackedPartial`], a [`Partial`] decoded from the same
 //!   bytes into flat arrays, which a coordinator merges without allocating
-//!   per group.
+//!   per group; it also reads and writes the partial's columns form (five
+//!   byte strings, [`packed::Columns`]), which a coordinator asks for in its
+//!   `Hello`.
 //!
 //! This crate is the only one that owns wire types; PROTOCOL.md at the top of
 //! the repository describes the same bytes for non-Rust readers.
@@ -26,10 +28,10 @@
 //! ```
 //! use tally_protocol::{frame, ToWorker, PROTOCOL_VERSION};
 //! let mut wire = Vec::new();
-//! frame::write_message(&mut wire, &ToWorker::Hello { protocol_version: PROTOCOL_VERSION }).unwrap();
+//! frame::write_message(&mut wire, &ToWorker::Hello { protocol_version: PROTOCOL_VERSION, partial_columns: false }).unwrap();
 //! let mut reader = frame::FrameReader::new(&wire[..], frame::DEFAULT_MAX_FRAME);
 //! let back: ToWorker = reader.read_message().unwrap().unwrap();
-//! assert_eq!(back, ToWorker::Hello { protocol_version: PROTOCOL_VERSION });
+//! assert_eq!(back, ToWorker::Hello { protocol_version: PROTOCOL_VERSION, partial_columns: false });
 //! ```
 #![deny(missing_docs)]
 

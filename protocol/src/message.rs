@@ -14,6 +14,13 @@ pub enum ToWorker {
     Hello {
         /// [`crate::PROTOCOL_VERSION`] of the coordinator.
         protocol_version: u32,
+        /// Whether the coordinator reads partials in the columns form
+        /// ([`crate::packed::Columns`]) as well as in the groups form. A
+        /// worker may send either then; without it (absent: `false`), the
+        /// groups form only. Left out when `false`, so that such a `Hello`
+        /// is the same bytes as before the field existed.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        partial_columns: bool,
     },
     /// Prepare a query once; tasks refer to it by `query_id`. No answer: a
     /// query that cannot be prepared fails each of its tasks.
@@ -216,6 +223,7 @@ mod tests {
         let to = [
             ToWorker::Hello {
                 protocol_version: 1,
+                partial_columns: false,
             },
             ToWorker::Prepare { query_id: 3, query },
             ToWorker::Task {
@@ -336,10 +344,27 @@ mod tests {
             &mut wire,
             &ToWorker::Hello {
                 protocol_version: 1,
+                partial_columns: false,
             },
         )
         .unwrap();
         assert_eq!(&wire[..4], &[26, 0, 0, 0]);
         assert_eq!(&wire[4..], b"\x81\xa5hello\x81\xb0protocol_version\x01");
+        // As tally's coordinator sends it: it reads partials in columns.
+        wire.clear();
+        let hello = ToWorker::Hello {
+            protocol_version: 1,
+            partial_columns: true,
+        };
+        encode_frame(&mut wire, &hello).unwrap();
+        assert_eq!(
+            &wire[4..],
+            b"\x81\xa5hello\x82\xb0protocol_version\x01\xafpartial_columns\xc3"
+        );
+        let back: ToWorker = FrameReader::new(&wire[..], DEFAULT_MAX_FRAME)
+            .read_message()
+            .unwrap()
+            .unwrap();
+        assert_eq!(back, hello);
     }
 }

@@ -15,7 +15,7 @@ use std::cell::Cell;
 
 use proptest::prelude::*;
 use tally_protocol::frame::{decode, FrameReader};
-use tally_protocol::{Error, FromWorker, ToWorker};
+use tally_protocol::{Error, FromWorker, PackedPartial, ToWorker};
 
 // ---------------------------------------------------------------------------
 // Allocation accounting: live bytes allocated by this thread while tracking
@@ -113,6 +113,8 @@ fn read_all<T: serde::de::DeserializeOwned>(wire: &[u8]) {
 fn read_both(wire: &[u8]) {
     read_all::<ToWorker>(wire);
     read_all::<FromWorker>(wire);
+    // As the coordinator reads results: partials as groups or columns.
+    read_all::<FromWorker<PackedPartial>>(wire);
 }
 
 /// One frame around `body`.
@@ -446,7 +448,10 @@ fn accounting_counts_and_examples_decode() {
         let mut from = FrameReader::new(&frame[..], MAX);
         assert!(
             matches!(to.read_message::<ToWorker>(), Ok(Some(_)))
-                || matches!(from.read_message::<FromWorker>(), Ok(Some(_))),
+                || matches!(
+                    from.read_message::<FromWorker<PackedPartial>>(),
+                    Ok(Some(_))
+                ),
             "example frame does not decode: {frame:02x?}"
         );
     }

@@ -64,7 +64,7 @@
 //!
 //! // What a coordinator would send: hello, then shutdown.
 //! let mut input = Vec::new();
-//! frame::encode_frame(&mut input, &ToWorker::Hello { protocol_version: 1 }).unwrap();
+//! frame::encode_frame(&mut input, &ToWorker::Hello { protocol_version: 1, partial_columns: false }).unwrap();
 //! frame::encode_frame(&mut input, &ToWorker::Shutdown).unwrap();
 //! let mut output = Vec::new();
 //! tally_worker::serve(&input[..], &mut output, &registry).unwrap();

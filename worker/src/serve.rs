@@ -17,7 +17,8 @@ use crate::{Error, PreparedQuery, Registry, TaskFailure};
 ///
 /// * `Hello` is answered with this worker's protocol version (even when the
 ///   coordinator's differs: the coordinator judges), version, pid and
-///   kernel names.
+///   kernel names. When it says the coordinator reads partials in columns
+///   (`partial_columns`), results carry their partials so from then on.
 /// * `Prepare` prepares the query with the kernel it names and keeps it by
 ///   id. A query that fails to prepare fails each of its tasks with the same
 ///   message.
@@ -29,6 +30,10 @@ pub fn serve<R: Read, W: Write>(input: R, mut output: W, registry: &Registry) ->
     let mut reader = FrameReader::new(input, DEFAULT_MAX_FRAME);
     let mut queries: HashMap<u64, Result<Box<dyn PreparedQuery>, TaskFailure>> = HashMap::new();
     let mut out = Vec::new();
+    // Whether the coordinator reads partials in the columns form (its
+    // `Hello` says so): cheaper to write and to read than one MessagePack
+    // value per field of every group.
+    let mut columns = false;
     loop {
         // The query whose prepared state gets this reply's partial back.
         let mut recycle_to = None;
@@ -37,7 +42,11 @@ pub fn serve<R: Read, W: Write>(input: R, mut output: W, registry: &Registry) ->
             break;
         };
         let reply = match msg {
-            ToWorker::Hello { protocol_version } => {
+            ToWorker::Hello {
+                protocol_version,
+                partial_columns,
+            } => {
+                columns = partial_columns;
                 if protocol_version != PROTOCOL_VERSION {
                     log::warn!(
                         "coordinator speaks protocol {protocol_version}, this worker {PROTOCOL_VERSION}"
@@ -84,9 +93,12 @@ pub fn serve<R: Read, W: Write>(input: R, mut output: W, registry: &Registry) ->
                     )),
                 };
                 match outcome {
-                    Ok(o) => FromWorker::Result(TaskResult {
+                    Ok(mut o) => FromWorker::Result(TaskResult {
                         task_id,
-                        partial: o.partial,
+                        partial: {
+                            o.partial.set_columns(columns);
+                            o.partial
+                        },
                         counters: o.counters,
                         bad_samples: o.bad_samples,
                     }),
@@ -203,6 +215,7 @@ mod tests {
         let (res, replies) = exchange(&[
             ToWorker::Hello {
                 protocol_version: 99,
+                partial_columns: false,
             },
             ToWorker::Prepare {
                 query_id: 1,
@@ -226,6 +239,7 @@ mod tests {
             ToWorker::Shutdown,
             ToWorker::Hello {
                 protocol_version: 1,
+                partial_columns: false,
             },
         ]);
         res.unwrap();
@@ -320,6 +334,7 @@ mod tests {
             &mut input,
             &ToWorker::Hello {
                 protocol_version: 1,
+                partial_columns: false,
             },
         )
         .unwrap();
@@ -351,6 +366,7 @@ mod tests {
             &mut input,
             &ToWorker::Hello {
                 protocol_version: 1,
+                partial_columns: false,
             },
         )
         .unwrap();

@@ -22,6 +22,7 @@ fn answers_hello_and_exits_on_eof() {
         &mut hello,
         &ToWorker::Hello {
             protocol_version: PROTOCOL_VERSION,
+            partial_columns: false,
         },
     )
     .unwrap();

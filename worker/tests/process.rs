@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use serde_bytes::ByteBuf;
 use tally_worker::tally_protocol::frame::{self, FrameReader, DEFAULT_MAX_FRAME};
 use tally_worker::tally_protocol::{
-    AggFunc, Aggregate, ErrorKind, FromWorker, InputFormat, OnError, Partial, QuerySpec, Source,
-    TaskError, ToWorker, PROTOCOL_VERSION,
+    AggFunc, Aggregate, ErrorKind, FromWorker, InputFormat, OnError, PackedPartial, Partial,
+    QuerySpec, Source, TaskError, ToWorker, PROTOCOL_VERSION,
 };
 
 /// A running worker: write frames to `stdin`, read frames from `stdout`.
@@ -98,6 +98,7 @@ impl Worker {
 fn hello(w: &mut Worker) -> u32 {
     w.send(&ToWorker::Hello {
         protocol_version: PROTOCOL_VERSION,
+        partial_columns: false,
     });
     match w.recv() {
         FromWorker::Hello {
@@ -272,6 +273,58 @@ fn handshake_prepare_tasks_shutdown() {
     let (status, rest, stderr) = w.finish();
     assert!(status.success(), "{status}:\n{stderr}");
     assert!(rest.is_empty(), "nothing after shutdown: {rest:?}");
+}
+
+/// A coordinator that reads partials in columns gets them so: the same
+/// groups, in bytes that only a columns reader decodes.
+#[test]
+fn partials_come_in_columns_when_the_coordinator_reads_them() {
+    let records = b"Oslo;-3.5\nHamburg;12.0\n\"Oslo\";1.5\nBergen;\n";
+    let mut frames = Vec::new();
+    for columns in [false, true] {
+        let mut w = Worker::start();
+        w.send(&ToWorker::Hello {
+            protocol_version: PROTOCOL_VERSION,
+            partial_columns: columns,
+        });
+        let _ = w.recv();
+        w.send(&ToWorker::Prepare {
+            query_id: 1,
+            query: query(false),
+        });
+        w.send(&ToWorker::Task {
+            task_id: 3,
+            query_id: 1,
+            source: inline(records),
+        });
+        let body = FrameReader::new(&mut w.stdout, DEFAULT_MAX_FRAME)
+            .read_frame()
+            .unwrap()
+            .unwrap()
+            .to_vec();
+        frames.push(body);
+        w.send(&ToWorker::Shutdown);
+        let (status, _, stderr) = w.finish();
+        assert!(status.success(), "{status}:\n{stderr}");
+    }
+    let [groups_form, columns_form] = [&frames[0], &frames[1]];
+    assert_ne!(groups_form, columns_form);
+    assert!(frame::decode::<FromWorker>(columns_form).is_err());
+    let as_groups: FromWorker = frame::decode(groups_form).unwrap();
+    let packed = |body: &[u8]| match frame::decode::<FromWorker<PackedPartial>>(body).unwrap() {
+        FromWorker::Result(r) => r.partial,
+        other => panic!("expected a result, got {other:?}"),
+    };
+    assert_eq!(packed(columns_form), packed(groups_form));
+    assert_eq!(Partial::from(&packed(columns_form)).groups.len(), 3);
+    assert_eq!(
+        groups(&as_groups, 3),
+        [
+            ("Bergen".to_string(), 1, 0.0),
+            ("Hamburg".to_string(), 1, 12.0),
+            ("Oslo".to_string(), 2, -2.0)
+        ]
+    );
 }
 
 #[test]

@@ -13,7 +13,10 @@ fn main() {
     let mut stdin = BufReader::new(std::io::stdin().lock());
     let mut stdout = std::io::stdout().lock();
     let hello = FrameReader::new(&mut stdin, DEFAULT_MAX_FRAME).read_message::<ToWorker>();
-    if let Ok(Some(ToWorker::Hello { protocol_version })) = hello {
+    if let Ok(Some(ToWorker::Hello {
+        protocol_version, ..
+    })) = hello
+    {
         eprintln!("wrong-version-worker {pid}: coordinator speaks {protocol_version}");
         write_message(
             &mut stdout,
