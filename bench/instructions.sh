@@ -14,7 +14,8 @@
 # generated file per station count. Then Q3's query (the events CSV: the
 # general splitter with quoting, several value columns) through `tally run
 # -j 1`, counting the worker process: its start-up is in the count, about
-# 0.3 instructions a record at a million rows. Writes
+# 0.3 instructions a record at a million rows. Last, Q2's query in 1 MiB
+# chunks, coordinator and worker summed: the cost of partials. Writes
 # bench/results/instructions.txt.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -60,3 +61,20 @@ rm -f "$log"
 [ -n "$refs" ] || { echo "bench/instructions.sh: no count for $file" >&2; exit 1; }
 python3 -c "import sys; r, n = map(int, sys.argv[1:]); print(f'Q3 events CSV (tally run -j 1, worker process), {n:,} rows: {r:,} instructions, {r / n:.1f} per record')" \
     "$refs" "$EVENTS_ROWS" | tee -a "$OUT"
+# The cost of partials: Q2's query on the 10,000-station file cut in 1 MiB
+# chunks (about 20 partials of 10,000 groups), coordinator and worker
+# together: what encoding, sending, decoding and merging partials add to
+# the kernel's count above.
+file=bench/data/instr-$ROWS-10000.txt
+[ -s "$file" ] || "$TARGET/release/tally" gen 1brc --rows "$ROWS" --stations 10000 -o "$file"
+log=$(mktemp)
+valgrind --tool=cachegrind --cache-sim=no --cachegrind-out-file=/dev/null --trace-children=yes \
+    "$TARGET/release/tally" run "$file" -j 1 --chunk-size 1M --delimiter ';' --no-header \
+    --columns station,temp --by station --agg 'min(temp),mean(temp),max(temp)' \
+    --format 1brc >/dev/null 2>"$log"
+refs=$(sed -n 's/.*I *refs: *\([0-9,]*\).*/\1/p' "$log" | tr -d , |
+    python3 -c 'import sys; print(sum(int(l) for l in sys.stdin if l.strip()))')
+rm -f "$log"
+[ -n "$refs" ] || { echo "bench/instructions.sh: no count for $file in 1 MiB chunks" >&2; exit 1; }
+python3 -c "import sys; r, n = map(int, sys.argv[1:]); print(f'Q2 in 1 MiB chunks (tally run -j 1 --chunk-size 1M, coordinator and worker), {n:,} rows: {r:,} instructions, {r / n:.1f} per record')" \
+    "$refs" "$ROWS" | tee -a "$OUT"

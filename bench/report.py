@@ -435,7 +435,9 @@ LISTED_SECTIONS = [
             "The delimited kernel alone on one core (the `scan_file` example, reading with",
             "`\"` quoting as `tally run` does by default), and Q3's query through",
             "`tally run -j 1` (its worker process), counted by cachegrind: unlike wall",
-            "time, this does not move with the machine's load.",
+            "time, this does not move with the machine's load. The last line counts",
+            "Q2's query in 1 MiB chunks, coordinator and worker together: beside the",
+            "kernel's line for 10,000 stations, it shows what partials cost.",
         ],
     ),
 ]
