@@ -84,39 +84,9 @@ fn examples() -> Vec<(&'static str, Vec<u8>)> {
         },
     );
     push("task (inline)", r, &mut b);
-    let r = encode_frame(
-        &mut b,
-        &FromWorker::Result(TaskResult {
-            task_id: 8,
-            partial: Partial {
-                groups: vec![GroupState {
-                    key: vec![Some(ByteBuf::from(b"Oslo".to_vec()))],
-                    rows: 1,
-                    values: vec![NumState::from_exact(1, -35, None, 1, -35, -35)],
-                }],
-            },
-            counters: Counters {
-                records: 1,
-                bytes: 10,
-                bad_records: 0,
-                quotes: 0,
-                start_in_quotes: false,
-                max_event_ms: None,
-            },
-            bad_samples: vec![],
-        }),
-    );
-    push("result", r, &mut b);
-    let mut partial = PackedPartial::default();
-    partial.push_group(
-        [Some(&b"Oslo"[..])],
-        1,
-        [NumState::from_exact(1, -35, None, 1, -35, -35)],
-    );
-    partial.set_columns(true);
-    let r = encode_frame(
-        &mut b,
-        &FromWorker::Result(TaskResult {
+    // The answer to that task, its partial as groups and then in columns.
+    let result = |partial| {
+        FromWorker::Result(TaskResult {
             task_id: 8,
             partial,
             counters: Counters {
@@ -128,8 +98,18 @@ fn examples() -> Vec<(&'static str, Vec<u8>)> {
                 max_event_ms: None,
             },
             bad_samples: vec![],
-        }),
+        })
+    };
+    let mut partial = PackedPartial::default();
+    partial.push_group(
+        [Some(&b"Oslo"[..])],
+        1,
+        [NumState::from_exact(1, -35, None, 1, -35, -35)],
     );
+    let r = encode_frame(&mut b, &result(partial.clone()));
+    push("result", r, &mut b);
+    partial.set_columns(true);
+    let r = encode_frame(&mut b, &result(partial));
     push("result (partial in columns)", r, &mut b);
     let r = encode_frame(
         &mut b,

@@ -96,9 +96,14 @@ impl Worker {
 }
 
 fn hello(w: &mut Worker) -> u32 {
+    hello_reading(w, false)
+}
+
+/// [`hello`] from a coordinator that reads partials in columns or not.
+fn hello_reading(w: &mut Worker, partial_columns: bool) -> u32 {
     w.send(&ToWorker::Hello {
         protocol_version: PROTOCOL_VERSION,
-        partial_columns: false,
+        partial_columns,
     });
     match w.recv() {
         FromWorker::Hello {
@@ -155,6 +160,20 @@ fn inline(bytes: &[u8]) -> Source {
     }
 }
 
+/// Prepares [`query`] without a header as query 1 and sends it one task,
+/// `task_id`, on the inline `records`.
+fn prepare_one_task(w: &mut Worker, task_id: u64, records: &[u8]) {
+    w.send(&ToWorker::Prepare {
+        query_id: 1,
+        query: query(false),
+    });
+    w.send(&ToWorker::Task {
+        task_id,
+        query_id: 1,
+        source: inline(records),
+    });
+}
+
 /// (key, rows, exact sum) per group of a result, sorted.
 fn groups(reply: &FromWorker, task: u64) -> Vec<(String, u64, f64)> {
     let FromWorker::Result(r) = reply else {
@@ -181,15 +200,7 @@ fn groups(reply: &FromWorker, task: u64) -> Vec<(String, u64, f64)> {
 fn handshake_prepare_tasks_shutdown() {
     let mut w = Worker::start();
     hello(&mut w);
-    w.send(&ToWorker::Prepare {
-        query_id: 1,
-        query: query(false),
-    });
-    w.send(&ToWorker::Task {
-        task_id: 5,
-        query_id: 1,
-        source: inline(b"Oslo;-3.5\nHamburg;12.0\n\"Oslo\";1.5\n"),
-    });
+    prepare_one_task(&mut w, 5, b"Oslo;-3.5\nHamburg;12.0\n\"Oslo\";1.5\n");
     let r = w.recv();
     assert_eq!(
         groups(&r, 5),
@@ -283,20 +294,8 @@ fn partials_come_in_columns_when_the_coordinator_reads_them() {
     let mut frames = Vec::new();
     for columns in [false, true] {
         let mut w = Worker::start();
-        w.send(&ToWorker::Hello {
-            protocol_version: PROTOCOL_VERSION,
-            partial_columns: columns,
-        });
-        let _ = w.recv();
-        w.send(&ToWorker::Prepare {
-            query_id: 1,
-            query: query(false),
-        });
-        w.send(&ToWorker::Task {
-            task_id: 3,
-            query_id: 1,
-            source: inline(records),
-        });
+        hello_reading(&mut w, columns);
+        prepare_one_task(&mut w, 3, records);
         let body = FrameReader::new(&mut w.stdout, DEFAULT_MAX_FRAME)
             .read_frame()
             .unwrap()
