@@ -14,8 +14,6 @@ use std::collections::BTreeMap;
 
 use tally_protocol::{Counters, GroupTable, Location, PackedPartial, TaskError};
 
-use crate::planner::Chunk;
-
 /// Totals over the merged chunks.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Totals {
@@ -50,7 +48,10 @@ enum Outcome {
 
 /// The in-order merger.
 pub struct ChunkMerger {
-    first_of_file: Vec<bool>,
+    /// Chunks in all.
+    count: usize,
+    /// Indexes of the first chunk of each file, ascending.
+    file_starts: Vec<usize>,
     next: usize,
     in_quotes: bool,
     waiting: BTreeMap<usize, Outcome>,
@@ -63,10 +64,12 @@ pub struct ChunkMerger {
 const MAX_BAD_SAMPLES: usize = 10;
 
 impl ChunkMerger {
-    /// A merger for these chunks.
-    pub fn new(chunks: &[Chunk]) -> Self {
+    /// A merger for `count` chunks, of which those in `file_starts`
+    /// (ascending) begin a file.
+    pub fn new(count: usize, file_starts: Vec<usize>) -> Self {
         ChunkMerger {
-            first_of_file: chunks.iter().map(|c| c.first_of_file).collect(),
+            count,
+            file_starts,
             next: 0,
             in_quotes: false,
             waiting: BTreeMap::new(),
@@ -83,12 +86,12 @@ impl ChunkMerger {
 
     /// Whether every chunk is merged.
     pub fn is_complete(&self) -> bool {
-        self.next == self.first_of_file.len()
+        self.next == self.count
     }
 
     /// The quote state at the start of `chunk` if it is known now.
     pub fn known_quote_state(&self, chunk: usize) -> Option<bool> {
-        if self.first_of_file.get(chunk).copied().unwrap_or(false) {
+        if self.file_starts.binary_search(&chunk).is_ok() {
             Some(false)
         } else if chunk == self.next {
             Some(self.in_quotes)
@@ -139,10 +142,7 @@ impl ChunkMerger {
 
     fn drain(&mut self) -> Option<Rerun> {
         while let Some(outcome) = self.waiting.remove(&self.next) {
-            let expected = match self.first_of_file.get(self.next) {
-                Some(true) => false,
-                _ => self.in_quotes,
-            };
+            let expected = self.file_starts.binary_search(&self.next).is_err() && self.in_quotes;
             let (partial, counters, bad) = match outcome {
                 Outcome::Failed(guess, _)
                 | Outcome::Merged(
@@ -204,16 +204,6 @@ impl ChunkMerger {
 mod tests {
     use super::*;
 
-    fn chunk(index: usize, first: bool) -> Chunk {
-        Chunk {
-            index,
-            path: "f".into(),
-            start: 0,
-            end: 0,
-            first_of_file: first,
-        }
-    }
-
     fn counters(quotes: u64, start_in_quotes: bool) -> Counters {
         Counters {
             records: 1,
@@ -225,8 +215,7 @@ mod tests {
 
     #[test]
     fn out_of_order_results_wait_and_wrong_guesses_rerun() {
-        let chunks = [chunk(0, true), chunk(1, false), chunk(2, false)];
-        let mut m = ChunkMerger::new(&chunks);
+        let mut m = ChunkMerger::new(3, vec![0]);
         // Chunk 2 arrives first, guessed outside quotes.
         assert_eq!(
             m.accept(2, PackedPartial::default(), counters(0, false), vec![]),
@@ -257,14 +246,13 @@ mod tests {
 
     #[test]
     fn a_data_error_stands_only_under_the_right_quote_state() {
-        let chunks = [chunk(0, true), chunk(1, false), chunk(2, false)];
         let err = |m: &str| TaskError {
             task_id: 0,
             kind: tally_protocol::ErrorKind::Input,
             message: m.into(),
             location: None,
         };
-        let mut m = ChunkMerger::new(&chunks);
+        let mut m = ChunkMerger::new(3, vec![0]);
         // Chunk 1 read as outside quotes looks bad; chunk 0 leaves quotes open.
         assert_eq!(m.accept_failure(1, false, err("garbage")), None);
         assert!(m.take_failure().is_none());
@@ -290,8 +278,7 @@ mod tests {
 
     #[test]
     fn a_new_file_resets_the_quote_state() {
-        let chunks = [chunk(0, true), chunk(1, true)];
-        let mut m = ChunkMerger::new(&chunks);
+        let mut m = ChunkMerger::new(2, vec![0, 1]);
         assert_eq!(
             m.accept(0, PackedPartial::default(), counters(1, false), vec![]),
             None

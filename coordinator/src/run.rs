@@ -74,7 +74,7 @@ pub fn run(config: &RunConfig, out: &mut dyn Write) -> Result<RunSummary> {
             w.kernels.join(", ")
         )));
     }
-    let total: u64 = chunks.iter().map(|c| c.end - c.start).sum();
+    let total = chunks.total_bytes();
     let mut progress = Progress::new(total, config.progress);
     let opts = ScheduleOptions {
         max_attempts: config.max_attempts.max(1),

@@ -24,7 +24,7 @@ use tally_protocol::{
 use crate::config::ErrorPolicy;
 use crate::error::{Error, Result};
 use crate::merger::{ChunkMerger, Rerun, Totals};
-use crate::planner::Chunk;
+use crate::planner::Plan;
 use crate::pool::{PoolEvent, WorkerId, WorkerPool};
 use crate::progress::Progress;
 
@@ -94,7 +94,7 @@ const TICK: Duration = Duration::from_millis(100);
 pub fn run_batch(
     pool: &mut WorkerPool,
     query: &QuerySpec,
-    chunks: &[Chunk],
+    chunks: &Plan,
     opts: &ScheduleOptions,
     progress: &mut Progress,
 ) -> Result<BatchOutcome> {
@@ -102,11 +102,12 @@ pub fn run_batch(
         query,
         chunks,
         opts,
-        merger: ChunkMerger::new(chunks),
-        queue: chunks.iter().map(|c| (c.index, None)).collect(),
-        attempts: vec![0; chunks.len()],
-        errors: vec![Vec::new(); chunks.len()],
-        failed_on: vec![Vec::new(); chunks.len()],
+        merger: ChunkMerger::new(chunks.len(), chunks.file_starts()),
+        queue: VecDeque::new(),
+        fresh: 0,
+        attempts: HashMap::new(),
+        errors: HashMap::new(),
+        failed_on: HashMap::new(),
         in_flight: HashMap::new(),
         workers: BTreeMap::new(),
         next_task: 0,
@@ -156,16 +157,21 @@ pub fn run_batch(
 
 struct Scheduler<'a> {
     query: &'a QuerySpec,
-    chunks: &'a [Chunk],
+    chunks: &'a Plan,
     opts: &'a ScheduleOptions,
     merger: ChunkMerger,
-    /// Chunks to send, with a known quote state for reruns.
+    /// Chunks to send again, before any new one, with a known quote state
+    /// for reruns.
     queue: VecDeque<(usize, Option<bool>)>,
-    attempts: Vec<u32>,
-    errors: Vec<Vec<String>>,
-    /// Workers on which each chunk failed (a live worker that answered
-    /// with an error gets the retry last).
-    failed_on: Vec<Vec<WorkerId>>,
+    /// The first chunk never sent; those after it follow in order. (No
+    /// list of all chunks: memory does not grow with the input.)
+    fresh: usize,
+    /// Per chunk that failed: its failed attempts, their errors, and the
+    /// workers it failed on (a live worker that answered with an error
+    /// gets the retry last). Only failed chunks have entries.
+    attempts: HashMap<usize, u32>,
+    errors: HashMap<usize, Vec<String>>,
+    failed_on: HashMap<usize, Vec<WorkerId>>,
     in_flight: HashMap<u64, InFlight>,
     workers: BTreeMap<WorkerId, WorkerQueue>,
     next_task: u64,
@@ -178,7 +184,7 @@ struct Scheduler<'a> {
 impl Scheduler<'_> {
     fn dispatch(&mut self, pool: &mut WorkerPool, window: usize) -> Result<()> {
         loop {
-            let Some(&(chunk, hint)) = self.queue.front() else {
+            let Some((chunk, hint)) = self.next_chunk() else {
                 return Ok(());
             };
             if chunk >= self.merger.next_needed() + window {
@@ -187,7 +193,7 @@ impl Scheduler<'_> {
             // The least-loaded worker with room; for a retry, one that has
             // not failed this chunk yet if there is one, so that poison
             // means "failed on several workers".
-            let failed_on = &self.failed_on[chunk];
+            let failed_on = self.failed_on.get(&chunk).map_or(&[][..], Vec::as_slice);
             let Some((&id, _)) = self
                 .workers
                 .iter()
@@ -196,8 +202,11 @@ impl Scheduler<'_> {
             else {
                 return Ok(());
             };
-            self.queue.pop_front();
-            let c = &self.chunks[chunk];
+            self.take_next_chunk();
+            // `next_chunk` gives indexes below the plan's length only.
+            let Some(c) = self.chunks.chunk(chunk) else {
+                return Err(Error::Workers(format!("chunk {chunk} is not in the plan")));
+            };
             let start_in_quotes = hint
                 .or_else(|| self.merger.known_quote_state(chunk))
                 .unwrap_or(false);
@@ -222,7 +231,7 @@ impl Scheduler<'_> {
                         task_id,
                         query_id: QUERY_ID,
                         source: Source::FileRange {
-                            path: c.path.clone(),
+                            path: c.path,
                             start: c.start,
                             end: c.end,
                             start_in_quotes,
@@ -296,7 +305,7 @@ impl Scheduler<'_> {
                     self.queue.push_front((chunk, Some(flight.start_in_quotes)));
                     return self.on_lost(id, &reason);
                 }
-                let bytes = self.chunks[chunk].end - self.chunks[chunk].start;
+                let bytes = self.chunks.chunk(chunk).map_or(0, |c| c.end - c.start);
                 let rerun = self
                     .merger
                     .accept(chunk, r.partial, r.counters, r.bad_samples);
@@ -312,7 +321,6 @@ impl Scheduler<'_> {
                 }
             }
             FromWorker::TaskError(e) => {
-                let c = &self.chunks[chunk];
                 match e.kind {
                     // The data is at fault, unless the task read it from
                     // the wrong side of a quote: the merger decides once
@@ -339,10 +347,11 @@ impl Scheduler<'_> {
                     ErrorKind::Internal => {
                         let pid = pool.info(id).map(|i| i.pid).unwrap_or(0);
                         warn!(
-                            "worker pid {pid} failed on {}:{}..{}: {}",
-                            c.path, c.start, c.end, e.message
+                            "worker pid {pid} failed on {}: {}",
+                            self.describe(chunk),
+                            e.message
                         );
-                        self.failed_on[chunk].push(id);
+                        self.failed_on.entry(chunk).or_default().push(id);
                         self.failed_attempt(chunk, format!("worker pid {pid}: {}", e.message))?;
                     }
                 }
@@ -352,15 +361,45 @@ impl Scheduler<'_> {
         Ok(())
     }
 
+    /// The chunk to send next: one to send again, else the first never
+    /// sent; `None` when all are out.
+    fn next_chunk(&self) -> Option<(usize, Option<bool>)> {
+        match self.queue.front() {
+            Some(&next) => Some(next),
+            None => (self.fresh < self.chunks.len()).then_some((self.fresh, None)),
+        }
+    }
+
+    /// Takes the chunk [`Scheduler::next_chunk`] gave.
+    fn take_next_chunk(&mut self) {
+        if self.queue.pop_front().is_none() {
+            self.fresh += 1;
+        }
+    }
+
+    /// `path:start..end` of a chunk, for messages.
+    fn describe(&self, chunk: usize) -> String {
+        self.chunks.chunk(chunk).map_or_else(
+            || format!("chunk {chunk}"),
+            |c| format!("{}:{}..{}", c.path, c.start, c.end),
+        )
+    }
+
     /// Counts a failed attempt at `chunk`; requeues it or gives it up.
     fn failed_attempt(&mut self, chunk: usize, error: String) -> Result<()> {
-        self.attempts[chunk] += 1;
-        self.errors[chunk].push(error);
-        if self.attempts[chunk] < self.opts.max_attempts {
+        let attempts = self.attempts.entry(chunk).or_default();
+        *attempts += 1;
+        let attempts = *attempts;
+        let errors = self.errors.entry(chunk).or_default();
+        errors.push(error);
+        if attempts < self.opts.max_attempts {
             self.queue.push_front((chunk, None));
             return Ok(());
         }
-        let c = &self.chunks[chunk];
+        let errors = errors.clone();
+        let Some(c) = self.chunks.chunk(chunk) else {
+            return Ok(());
+        };
         match self.opts.on_error {
             ErrorPolicy::Fail => Err(Error::Poison {
                 path: c.path.clone(),
@@ -369,20 +408,20 @@ impl Scheduler<'_> {
                 line: first_line_of(&c.path, c.start)
                     .map(|l| l.to_string())
                     .unwrap_or_else(|| "?".into()),
-                attempts: self.attempts[chunk],
-                errors: self.errors[chunk].join("; "),
+                attempts,
+                errors: errors.join("; "),
             }),
             ErrorPolicy::Skip => {
                 warn!(
                     "skipping {}:{}..{} after {} failed attempts",
-                    c.path, c.start, c.end, self.attempts[chunk]
+                    c.path, c.start, c.end, attempts
                 );
                 self.skipped.push(SkippedChunk {
                     path: c.path.clone(),
                     start: c.start,
                     end: c.end,
                     line: first_line_of(&c.path, c.start),
-                    errors: self.errors[chunk].clone(),
+                    errors,
                 });
                 if let Err(i) = self.skipped_chunks.binary_search(&chunk) {
                     self.skipped_chunks.insert(i, chunk);
