@@ -100,6 +100,29 @@ fn normal_run_leaves_no_worker() {
     assert!(out.starts_with('{'), "{out}");
 }
 
+/// A run's result does not wait for its workers' exits: a worker that has
+/// said all it will (a tally-worker lets go of its pipes first) but takes
+/// long to tear down what it holds (10 s here; unmapping a big file takes
+/// milliseconds) neither holds up tally nor outlives it. Before, tally
+/// waited up to its 2 s grace for each worker to exit.
+#[test]
+fn result_does_not_wait_for_workers_to_exit() {
+    let input = data_dir().join("1brc/measurements-10000-unique-keys.txt");
+    let mut args = onebrc_args(&input);
+    args.extend(["-j", "2", "--chunk-size", "16K"].map(String::from));
+    let expected = Tally::new(&args).stdout();
+    let args = crate::faults::with(args, &crate::faults::faulty());
+    let started = Instant::now();
+    // Tally::stdout checks that no tagged process is left.
+    let out = Tally::new(&args).env("FAULT_LINGER_MS", "10000").stdout();
+    let took = started.elapsed();
+    assert_eq!(out, expected);
+    assert!(
+        took < Duration::from_millis(1500),
+        "tally took {took:?}: it waited for its workers' exits"
+    );
+}
+
 #[test]
 fn failed_run_leaves_no_worker() {
     let dir = crate::util::TempDir::new("processes");

@@ -63,6 +63,11 @@ pub fn run(config: &RunConfig, out: &mut dyn Write) -> Result<RunSummary> {
     // More workers than chunks would only cost start-up time.
     pool_config.workers = pool_config.workers.min(chunks.len()).max(1);
     let mut pool = WorkerPool::start(&pool_config)?;
+    log::debug!(
+        "{} workers ready after {:.3?}",
+        pool.ready_count(),
+        started.elapsed()
+    );
     if let Some(w) = pool
         .ready()
         .find(|w| !w.kernels.contains(&config.query.kernel))
@@ -85,7 +90,9 @@ pub fn run(config: &RunConfig, out: &mut dyn Write) -> Result<RunSummary> {
     };
     let outcome = scheduler::run_batch(&mut pool, &config.query, &chunks, &opts, &mut progress);
     progress.finish();
+    log::debug!("last result after {:.3?}", started.elapsed());
     pool.shutdown(Duration::from_secs(2));
+    log::debug!("workers stopped after {:.3?}", started.elapsed());
     let outcome = outcome?;
     log::debug!(
         "{} groups merged after {:.3?}",

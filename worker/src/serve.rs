@@ -26,9 +26,23 @@ use crate::{Error, PreparedQuery, Registry, TaskFailure};
 ///
 /// A frame that cannot be read or decoded, or a reply that cannot be
 /// written, ends the loop with an [`Error`]: the process should exit.
-pub fn serve<R: Read, W: Write>(input: R, mut output: W, registry: &Registry) -> Result<(), Error> {
+pub fn serve<R: Read, W: Write>(input: R, output: W, registry: &Registry) -> Result<(), Error> {
+    serve_into(input, output, registry, &mut Queries::new())
+}
+
+/// The queries a worker has prepared, by id: their state (mapped files,
+/// tables) outlives [`serve_into`], so that [`run_main`] can let go of the
+/// coordinator before tearing it down.
+type Queries = HashMap<u64, Result<Box<dyn PreparedQuery>, TaskFailure>>;
+
+/// [`serve`], leaving the prepared queries in `queries`.
+fn serve_into<R: Read, W: Write>(
+    input: R,
+    mut output: W,
+    registry: &Registry,
+    queries: &mut Queries,
+) -> Result<(), Error> {
     let mut reader = FrameReader::new(input, DEFAULT_MAX_FRAME);
-    let mut queries: HashMap<u64, Result<Box<dyn PreparedQuery>, TaskFailure>> = HashMap::new();
     let mut out = Vec::new();
     // Whether the coordinator reads partials in the columns form (its
     // `Hello` says so): cheaper to write and to read than one MessagePack
@@ -143,6 +157,9 @@ fn describe(source: &Source) -> String {
 /// default `warn`), serves stdin/stdout with `registry`, and turns the
 /// outcome into an exit code. A broken pipe on stdout (the coordinator went
 /// away) is a clean exit; any other error is printed to stderr and exits 1.
+/// Last, it points stdout and stderr at `/dev/null` and only then drops the
+/// prepared queries (unmapping their files), at `SCHED_IDLE`: the
+/// coordinator, which waits for the end of those pipes, goes on meanwhile.
 ///
 /// ```no_run
 /// fn main() -> std::process::ExitCode {
@@ -156,7 +173,13 @@ pub fn run_main(registry: Registry) -> ExitCode {
         .try_init();
     let stdin = io::stdin().lock();
     let stdout = io::stdout().lock();
-    match serve(BufReader::new(stdin), BufWriter::new(stdout), &registry) {
+    let mut queries = Queries::new();
+    let code = match serve_into(
+        BufReader::new(stdin),
+        BufWriter::new(stdout),
+        &registry,
+        &mut queries,
+    ) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if e.is_broken_pipe() => ExitCode::SUCCESS,
         Err(e) => {
@@ -165,6 +188,52 @@ pub fn run_main(registry: Registry) -> ExitCode {
                 std::process::id()
             );
             ExitCode::FAILURE
+        }
+    };
+    // Everything this worker had to say is said. The coordinator waits for
+    // the end of its stdout and stderr, not for its exit: let go of both
+    // before the prepared queries are torn down, which unmaps their files
+    // (2.7 ms for a 1 GB file, on the coordinator's clock when it waited).
+    release_stdio();
+    yield_to_others();
+    drop(queries);
+    code
+}
+
+/// Lowers this thread to `SCHED_IDLE`: what is left to do (unmapping,
+/// freeing) then runs only where no other work wants the processor, so it
+/// does not hold up the coordinator's last steps. Best effort.
+fn yield_to_others() {
+    #[cfg(target_os = "linux")]
+    {
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: sched_setscheduler reads `param` and changes only this
+        // thread's scheduling class.
+        unsafe {
+            libc::sched_setscheduler(0, libc::SCHED_IDLE, &param);
+        }
+    }
+}
+
+/// Points stdout and stderr at `/dev/null`, so that the pipes to the
+/// coordinator end (when nothing else holds them) while this process goes
+/// on. Best effort: where `/dev/null` cannot be opened, nothing changes and
+/// the pipes end when the process exits.
+fn release_stdio() {
+    #[cfg(unix)]
+    {
+        use std::os::fd::AsRawFd;
+        let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") else {
+            return;
+        };
+        for fd in [libc::STDOUT_FILENO, libc::STDERR_FILENO] {
+            // SAFETY: dup2 only replaces the descriptor `fd` with a copy of
+            // `null`, which stays open across the call; no Rust object owns
+            // fd 1 or 2 (std's handles to them write through the number,
+            // and now reach /dev/null).
+            unsafe {
+                libc::dup2(null.as_raw_fd(), fd);
+            }
         }
     }
 }

@@ -11,6 +11,7 @@
 //! | `FAULT_SEED=S` | seed of the `garbage` bytes (default 1) |
 //! | `FAULT_GARBAGE_LEN=N` | how many `garbage` bytes (default 64) |
 //! | `FAULT_SLOW_MS=MS` | sleep this long before each task, faulty or not |
+//! | `FAULT_LINGER_MS=MS` | sleep this long when a prepared query is dropped: at exit, after the worker has let go of its pipes, like a worker unmapping a huge file |
 //! | `FAULT_STARTS_DIR=DIR` | each process claims a start number by creating `DIR/<n>` |
 //! | `FAULT_BROKEN_FROM=N` | with `FAULT_STARTS_DIR`: processes numbered N and up die at start (exit 3), like a binary replaced by a broken one mid-run |
 //! | `FAULT_BROKEN_STARTS=A,B` | with `FAULT_STARTS_DIR`: processes numbered A, B die at start |
@@ -51,6 +52,7 @@ struct Plan {
     seed: u64,
     garbage_len: usize,
     slow: Duration,
+    linger: Duration,
 }
 
 fn env(name: &str) -> Option<String> {
@@ -87,6 +89,7 @@ impl Plan {
             seed: env_num("FAULT_SEED").unwrap_or(1),
             garbage_len: env_num("FAULT_GARBAGE_LEN").unwrap_or(64) as usize,
             slow: Duration::from_millis(env_num("FAULT_SLOW_MS").unwrap_or(0)),
+            linger: Duration::from_millis(env_num("FAULT_LINGER_MS").unwrap_or(0)),
         }
     }
 
@@ -136,6 +139,12 @@ impl Kernel for FaultyKernel {
 struct FaultyQuery {
     inner: Box<dyn PreparedQuery>,
     plan: Plan,
+}
+
+impl Drop for FaultyQuery {
+    fn drop(&mut self) {
+        std::thread::sleep(self.plan.linger);
+    }
 }
 
 impl PreparedQuery for FaultyQuery {
