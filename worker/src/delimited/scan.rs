@@ -13,7 +13,7 @@
 
 use memchr::{memchr, memchr2};
 
-use super::fast::find_byte;
+use super::fast::{find_byte, prefetch_ahead};
 
 /// A field: a byte range into the buffer its record was split into.
 pub(crate) type Span = (usize, usize);
@@ -297,6 +297,7 @@ impl Splitter {
         let len = data.len();
         let mut pos = first;
         while pos < end && pos < len {
+            prefetch_ahead(data, pos);
             // SAFETY: the caller guarantees `W`.
             if let Some([delims, newlines]) = unsafe { window.masks(data, pos) } {
                 if newlines != 0 {
@@ -441,6 +442,7 @@ impl Splitter {
         let len = data.len();
         let mut pos = first;
         while pos < end && pos < len {
+            prefetch_ahead(data, pos);
             // A record without a quote byte splits the plain way, without
             // copying: in most quoted CSV files most records are such.
             if let Some(q) = self.quote {
