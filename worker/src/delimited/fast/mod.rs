@@ -215,19 +215,35 @@ unsafe fn fast_record<L: Lanes, const SQUARES: bool>(
     }
 }
 
-/// [`fast_record`] for a key of 32 bytes or more.
+/// [`fast_record`] for a key of 32 bytes or more: the next 32 bytes are
+/// searched as the first were, then the rest with `memchr3`. Inlined into
+/// the scan, so that its key, hash and comparison use the scan's vector
+/// instructions (a call of its own could not: no AVX2 there): Q1, whose
+/// keys are 32 bytes or more in 1.7% of its records, 8.1 -> 7.9 ns a
+/// record (`scan_file` hot, medians of 6).
 ///
 /// # Safety
 /// The processor supports `L`.
-#[inline(never)]
+#[inline(always)]
 unsafe fn long_record<L: Lanes, const SQUARES: bool>(
     data: &[u8],
     pos: usize,
     pat: &Patterns,
     table: &mut FastTable,
 ) -> Option<usize> {
-    let rest = data.get(pos + HEAD..).unwrap_or_default();
-    let p = pos + HEAD + memchr3(pat.delimiter, b'\n', pat.quote, rest)?;
+    let next = pos + HEAD;
+    // SAFETY: 32 bytes at `next` are in `data`, checked first.
+    let stops = if next + FAST_READ <= data.len() {
+        unsafe { pat.stops(data, next) }
+    } else {
+        0
+    };
+    let p = if stops != 0 {
+        next + stops.trailing_zeros() as usize
+    } else {
+        let rest = data.get(next..).unwrap_or_default();
+        next + memchr3(pat.delimiter, b'\n', pat.quote, rest)?
+    };
     if data.get(p) != Some(&pat.delimiter) || p + 9 > data.len() {
         return None;
     }
