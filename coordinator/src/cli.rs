@@ -79,11 +79,11 @@ pub struct RunArgs {
     /// Column names for header-less files, comma-separated.
     #[arg(long)]
     pub columns: Option<String>,
-    /// Chunk size (e.g. 16M, 512K); each file's last two chunk lengths go
-    /// in quarters. Smaller chunks balance better and cost more messages.
+    /// Chunk size (e.g. 32M, 512K); each file's last two chunk lengths go
+    /// in eighths. Smaller chunks balance better and cost more messages.
     /// Output never depends on -j; only the last digits of var/stddev can
     /// change with the chunk size.
-    #[arg(long, default_value = "16M")]
+    #[arg(long, default_value = "32M")]
     pub chunk_size: String,
     /// Output format [default: table on a terminal, else csv].
     #[arg(long, value_enum)]

@@ -33,8 +33,9 @@ pub struct Chunk {
 /// Chunk lengths at the end of each file that are cut finer.
 pub const TAPER_CHUNKS: u64 = 2;
 
-/// Pieces each of those chunk lengths is cut into.
-pub const TAPER_PIECES: u64 = 4;
+/// Pieces each of those chunk lengths is cut into: 4 MiB at the default
+/// chunk size.
+pub const TAPER_PIECES: u64 = 8;
 
 /// One input file as the plan cuts it.
 #[derive(Debug, Clone)]
@@ -205,29 +206,29 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("tally-plan-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let a = dir.join("a.txt");
-        std::fs::write(&a, vec![b'x'; 25]).unwrap();
         let e = dir.join("empty.txt");
         std::fs::write(&e, b"").unwrap();
-        let chunks: Vec<Chunk> = plan(&[a, e], 10).unwrap().chunks().collect();
+        std::fs::write(&a, vec![b'x'; 45]).unwrap();
+        let chunks: Vec<Chunk> = plan(&[a, e], 20).unwrap().chunks().collect();
         let ranges: Vec<(u64, u64, bool)> = chunks
             .iter()
             .map(|c| (c.start, c.end, c.first_of_file))
             .collect();
-        // Full chunks up to the last 2 chunk lengths (bytes 5..25), which
-        // go in quarters (2 bytes).
+        // Full chunks up to the last 2 chunk lengths (bytes 5..45), which
+        // go in eighths (2 bytes).
         let mut want = vec![(0, 5, true)];
-        want.extend((5..25).step_by(2).map(|s| (s, (s + 2).min(25), false)));
+        want.extend((5..45).step_by(2).map(|s| (s, (s + 2).min(45), false)));
         want.push((0, 0, true));
         assert_eq!(ranges, want);
         let big = dir.join("big.txt");
-        std::fs::write(&big, vec![b'x'; 100]).unwrap();
-        let sizes: Vec<u64> = plan(&[big], 10)
+        std::fs::write(&big, vec![b'x'; 200]).unwrap();
+        let sizes: Vec<u64> = plan(&[big], 20)
             .unwrap()
             .chunks()
             .map(|c| c.end - c.start)
             .collect();
-        let mut want = vec![10; 8];
-        want.extend([2, 2, 2, 2, 2, 2, 2, 2, 2, 2]);
+        let mut want = vec![20; 8];
+        want.extend([2; 20]);
         assert_eq!(sizes, want);
         assert!(chunks.iter().enumerate().all(|(i, c)| c.index == i));
         std::fs::remove_dir_all(&dir).unwrap();
