@@ -17,10 +17,13 @@ does with `--output=null`; a command that fails stops the script. The
 JSON holds, per command, what bench/report.py reads of hyperfine's:
 `command` (the name), `times` (wall seconds per run), `mean`, `median`,
 `stddev`, `min`, `max`, `user` and `system` (mean CPU seconds, the
-command's processes together).
+command's processes together, including any that outlive it: this
+process adopts orphans), and `max_rss_kb` (the largest resident set of
+any one of them, in any run).
 """
 
 import argparse
+import ctypes
 import json
 import os
 import statistics
@@ -29,8 +32,30 @@ import sys
 import time
 
 
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def adopt_orphans():
+    """Makes this process the reaper of its descendants' orphans (Linux).
+
+    tally does not wait for its workers' exits (they release their pipes,
+    then unmap their files), so a worker can outlive the command. A
+    process's resource usage reaches only the parent that waits for it:
+    without this, such a worker's CPU time and memory would count nowhere.
+    """
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER)")
+    except (OSError, AttributeError) as e:
+        sys.exit(f"bench/alternate.py: cannot reap orphans ({e}); CPU and memory would be undercounted")
+
+
 def run_once(command):
-    """Wall, user and system seconds of one run of `command`."""
+    """Wall, user and system seconds and the largest resident set (KiB) of
+    one run of `command`. The wall time ends when the command exits; its
+    CPU time and memory include every process it started, including those
+    that outlived it (see `adopt_orphans`), which are waited for after."""
     started = time.perf_counter()
     child = subprocess.Popen(
         ["bash", "-c", command], stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL
@@ -40,7 +65,16 @@ def run_once(command):
     code = os.waitstatus_to_exitcode(status)
     if code != 0:
         sys.exit(f"bench/alternate.py: command failed (exit {code}): {command}")
-    return wall, usage.ru_utime, usage.ru_stime
+    user, system, max_rss = usage.ru_utime, usage.ru_stime, usage.ru_maxrss
+    while True:
+        try:
+            _, _, usage = os.wait4(-1, 0)
+        except ChildProcessError:
+            break
+        user += usage.ru_utime
+        system += usage.ru_stime
+        max_rss = max(max_rss, usage.ru_maxrss)
+    return wall, user, system, max_rss
 
 
 def main():
@@ -55,6 +89,7 @@ def main():
     args = parser.parse_args()
     if args.runs < 1 or args.warmup < 0:
         sys.exit("bench/alternate.py: --runs must be at least 1, --warmup at least 0")
+    adopt_orphans()
 
     for _ in range(args.warmup):
         for _, command in args.named:
@@ -80,6 +115,7 @@ def main():
             "max": max(walls),
             "user": statistics.mean(r[1] for r in runs[name]),
             "system": statistics.mean(r[2] for r in runs[name]),
+            "max_rss_kb": max(r[3] for r in runs[name]),
         })
         print(
             f"{name}: median {results[-1]['median']:.3f} s "

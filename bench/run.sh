@@ -180,21 +180,20 @@ run_startup() {
     [ -s "$RESULTS/spawn.txt" ] || die "tally workers printed no 'ready in ... ms' line"
 }
 
-# max_rss_kb CMD: the largest resident set of any one process of CMD (GNU
-# time reports the maximum over the process and the children it waited for).
+# max_rss_kb CMD: the largest resident set of any one process of CMD, those
+# that outlive it included (tally does not wait for its workers' exits;
+# bench/alternate.py adopts them). GNU time would see only the processes
+# CMD waited for.
 max_rss_kb() {
-    local err
-    err=$(mktemp)
-    /usr/bin/time -v bash -c "$1" >/dev/null 2>"$err" || { cat "$err" >&2; rm -f "$err"; return 1; }
-    awk -F': ' '/Maximum resident set size/ {print $2}' "$err"
-    rm -f "$err"
+    local json
+    json=$(mktemp)
+    python3 bench/alternate.py --warmup 0 --runs 1 --export-json "$json" -n cmd "$1" 2>/dev/null ||
+        { rm -f "$json"; return 1; }
+    python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["results"][0]["max_rss_kb"])' "$json"
+    rm -f "$json"
 }
 
 run_memory() {
-    if [ ! -x /usr/bin/time ]; then
-        log "memory: /usr/bin/time missing (apt-get install time), skipped"
-        return
-    fi
     # Two sizes for tally: Q1 and a tenth of it, to show whether memory grows with input.
     local small=$DATA/mem-small.txt small_rows=$((Q1_ROWS / 10 > 0 ? Q1_ROWS / 10 : 1))
     gen "$small" 1brc --rows "$small_rows"
