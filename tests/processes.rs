@@ -90,13 +90,19 @@ fn stopped_by(signal: libc::c_int, code: i32, group: bool) {
     assert_no_workers_left(&tag);
 }
 
-#[test]
-fn normal_run_leaves_no_worker() {
+/// The 1BRC query on the sample of 10,000 keys, in 16K chunks, with `jobs`
+/// workers.
+fn unique_keys_args(jobs: &str) -> Vec<String> {
     let input = data_dir().join("1brc/measurements-10000-unique-keys.txt");
     let mut args = onebrc_args(&input);
-    args.extend(["-j", "3", "--chunk-size", "16K"].map(String::from));
+    args.extend(["-j", jobs, "--chunk-size", "16K"].map(String::from));
+    args
+}
+
+#[test]
+fn normal_run_leaves_no_worker() {
     // Tally::stdout checks that no tagged process is left.
-    let out = Tally::new(&args).stdout();
+    let out = Tally::new(unique_keys_args("3")).stdout();
     assert!(out.starts_with('{'), "{out}");
 }
 
@@ -107,9 +113,7 @@ fn normal_run_leaves_no_worker() {
 /// waited up to its 2 s grace for each worker to exit.
 #[test]
 fn result_does_not_wait_for_workers_to_exit() {
-    let input = data_dir().join("1brc/measurements-10000-unique-keys.txt");
-    let mut args = onebrc_args(&input);
-    args.extend(["-j", "2", "--chunk-size", "16K"].map(String::from));
+    let args = unique_keys_args("2");
     let expected = Tally::new(&args).stdout();
     let args = crate::faults::with(args, &crate::faults::faulty());
     let started = Instant::now();
