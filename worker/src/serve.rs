@@ -160,6 +160,8 @@ fn describe(source: &Source) -> String {
 /// Last, it points stdout and stderr at `/dev/null` and only then drops the
 /// prepared queries (unmapping their files), at `SCHED_IDLE`: the
 /// coordinator, which waits for the end of those pipes, goes on meanwhile.
+/// The calling thread stays at that priority and the process's stdout and
+/// stderr stay pointed at `/dev/null`: return from `main` with the code.
 ///
 /// ```no_run
 /// fn main() -> std::process::ExitCode {
