@@ -206,9 +206,9 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("tally-plan-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let a = dir.join("a.txt");
+        std::fs::write(&a, vec![b'x'; 45]).unwrap();
         let e = dir.join("empty.txt");
         std::fs::write(&e, b"").unwrap();
-        std::fs::write(&a, vec![b'x'; 45]).unwrap();
         let chunks: Vec<Chunk> = plan(&[a, e], 20).unwrap().chunks().collect();
         let ranges: Vec<(u64, u64, bool)> = chunks
             .iter()

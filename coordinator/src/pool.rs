@@ -507,14 +507,7 @@ impl WorkerPool {
         }
         let pid = w.child.id();
         // It may have exited already (pipe closed): prefer its own status.
-        let deadline = Instant::now() + grace;
-        let status = loop {
-            match w.child.try_wait() {
-                Ok(Some(s)) => break Some(s),
-                Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(1)),
-                _ => break None,
-            }
-        };
+        let status = exit_status_by(&mut w.child, Instant::now() + grace);
         let status = match status {
             Some(s) => describe_status(s),
             None => {
@@ -602,16 +595,22 @@ fn reap(children: &Mutex<Vec<Child>>, deadline: Instant) {
         return;
     };
     for child in children.iter_mut() {
-        loop {
-            match child.try_wait() {
-                Ok(Some(_)) | Err(_) => break,
-                Ok(None) if Instant::now() >= deadline => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    break;
-                }
-                Ok(None) => thread::sleep(Duration::from_millis(1)),
-            }
+        if exit_status_by(child, deadline).is_none() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The exit status of `child` once it exits, checked every millisecond
+/// until `deadline`; `None` if it is still running then (or cannot be
+/// asked).
+fn exit_status_by(child: &mut Child, deadline: Instant) -> Option<ExitStatus> {
+    loop {
+        match child.try_wait() {
+            Ok(Some(s)) => return Some(s),
+            Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(1)),
+            _ => return None,
         }
     }
 }

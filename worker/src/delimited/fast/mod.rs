@@ -218,9 +218,9 @@ unsafe fn fast_record<L: Lanes, const SQUARES: bool>(
 /// [`fast_record`] for a key of 32 bytes or more: the next 32 bytes are
 /// searched as the first were, then the rest with `memchr3`. Inlined into
 /// the scan, so that its key, hash and comparison use the scan's vector
-/// instructions (a call of its own could not: no AVX2 there): Q1, whose
-/// keys are 32 bytes or more in 1.7% of its records, 8.1 -> 7.9 ns a
-/// record (`scan_file` hot, medians of 6).
+/// instructions (a call of its own could not: no AVX2 there). Q1 and Q2,
+/// whose keys are 32 bytes or more in 1.7% and 1.6% of their records,
+/// 8.0 -> 7.8 and 10.4 -> 9.6 ns a record (`scan_file` hot, medians).
 ///
 /// # Safety
 /// The processor supports `L`.
@@ -391,7 +391,7 @@ const PAIR_READ: usize = WINDOW + HEAD;
 /// How far ahead of the window being read [`prefetch_ahead`] asks for the
 /// data: past the next 4 KiB page boundary or so, which the processor's
 /// own prefetchers do not cross. 512 B to 4 KiB measured the same.
-pub(crate) const DATA_AHEAD: usize = 2048;
+const DATA_AHEAD: usize = 2048;
 
 /// Asks the processor to fetch the line [`DATA_AHEAD`] bytes past `pos`
 /// (nothing past the end of `data`'s mapping is touched: a prefetch cannot
