@@ -430,7 +430,9 @@ struct Pending<K> {
 
 /// Adds records two at a time from `pos` while both records of the 64-byte
 /// window at `pos` have the fast shape with keys of at most [`SHORT_KEY`]
-/// bytes; returns where the first record it did not take starts.
+/// bytes, and one at a time ([`window_single`]) where only the first
+/// record of a window is a fast record that ends in it; returns where the
+/// first record it did not take starts.
 ///
 /// One classification (the delimiter, newline and quote bytes of the
 /// window, as masks) serves both records, and where each record starts and
@@ -459,34 +461,97 @@ unsafe fn pairs<L: Lanes, const SQUARES: bool>(
         .saturating_sub(WINDOW)
         .min(data.len().saturating_sub(PAIR_READ));
     // SAFETY (every call below): passed on from the caller.
-    // The records of the window before, prefetched, not yet added.
-    let Some((mut before, next)) = (unsafe { window_pair::<L>(data, pos, last, pat, table) })
-    else {
-        return pos;
-    };
-    pos = next;
-    // Unrolled by two: alternate windows' records live in `after` and
-    // `before`, so that they stay where they were computed instead of
-    // moving between registers every window (Q1's kernel: 108.1 against
-    // 112.5 instructions a record, bench/instructions.sh).
-    while let Some((after, next)) = unsafe { window_pair::<L>(data, pos, last, pat, table) } {
+    loop {
+        // The records of the window before, prefetched, not yet added. A
+        // window whose two records are not both short fast records gives
+        // its first record alone, added at once, when that one fits.
+        let (mut before, next) = loop {
+            if let Some(pair) = unsafe { window_pair::<L>(data, pos, last, pat, table) } {
+                break pair;
+            }
+            match unsafe { window_single::<L, SQUARES>(data, pos, last, pat, table) } {
+                Some(next) => pos = next,
+                None => return pos,
+            }
+        };
+        pos = next;
+        // Unrolled by two: alternate windows' records live in `after` and
+        // `before`, so that they stay where they were computed instead of
+        // moving between registers every window (Q1's kernel: 108.1 against
+        // 112.5 instructions a record, bench/instructions.sh).
+        while let Some((after, next)) = unsafe { window_pair::<L>(data, pos, last, pat, table) } {
+            if let Err(at) = unsafe { add_pending::<L, SQUARES>(data, table, before) } {
+                return at;
+            }
+            pos = next;
+            let Some((again, next)) = (unsafe { window_pair::<L>(data, pos, last, pat, table) })
+            else {
+                before = after;
+                break;
+            };
+            if let Err(at) = unsafe { add_pending::<L, SQUARES>(data, table, after) } {
+                return at;
+            }
+            before = again;
+            pos = next;
+        }
         if let Err(at) = unsafe { add_pending::<L, SQUARES>(data, table, before) } {
             return at;
         }
-        pos = next;
-        let Some((again, next)) = (unsafe { window_pair::<L>(data, pos, last, pat, table) }) else {
-            before = after;
-            break;
-        };
-        if let Err(at) = unsafe { add_pending::<L, SQUARES>(data, table, after) } {
-            return at;
-        }
-        before = again;
-        pos = next;
     }
-    match unsafe { add_pending::<L, SQUARES>(data, table, before) } {
-        Ok(()) => pos,
-        Err(at) => at,
+}
+
+/// Adds the first record of the window at `pos` alone, for a window whose
+/// two records are not both short fast records: a key of any length that
+/// ends in the window (the 7 longest of Q1's 413 stations have 32 to 57
+/// bytes: 1.9% of its records), or a record after it that does not end in
+/// the window. Returns where the next record starts; `None` (the table
+/// untouched) unless the record has the fast shape, ends in the window,
+/// and the table took it.
+///
+/// Without it each such window left the pair loop, and the record was
+/// taken by [`fast_record`] before the loop started again: 2.6% of Q1's
+/// records, and its kernel spent 10% of its time on them (a piece of Q1's
+/// file: 8.0 ns a record, 7.2 ns with the long keys left out).
+///
+/// # Safety
+/// The processor supports `L`; `last + PAIR_READ <= data.len()`.
+#[inline(always)]
+unsafe fn window_single<L: Lanes, const SQUARES: bool>(
+    data: &[u8],
+    pos: usize,
+    last: usize,
+    pat: &Patterns,
+    table: &mut FastTable,
+) -> Option<usize> {
+    if pos < 8 || pos > last {
+        return None;
+    }
+    // SAFETY: pos + WINDOW <= data.len(); the caller guarantees `L`.
+    let ([delims, newlines], quote_seen) =
+        unsafe { L::classify(data, pos, [pat.delimiter, b'\n', pat.quote]) }?;
+    let d1 = delims.trailing_zeros() as usize;
+    let n1 = newlines.trailing_zeros() as usize;
+    if (quote_seen & pat.quoting) | (d1 == 0) | (d1 >= n1) | (n1 >= WINDOW) {
+        return None;
+    }
+    // SAFETY: the value ends before the newline inside the window, after
+    // a key of at least one byte, and pos >= 8: its word is in `data`, its
+    // first byte in the window, its length below WINDOW <= LENGTHS; the
+    // key's head ends within pos + PAIR_READ <= data.len().
+    unsafe {
+        let (value, ok) = tenths::tenths_ending(
+            load(data, pos + n1 - 8),
+            n1 - d1 - 1,
+            *data.get_unchecked(pos + d1 + 1),
+        );
+        if !ok {
+            return None;
+        }
+        let key = data.get_unchecked(pos..pos + d1);
+        table
+            .add::<L, SQUARES, false>(key, L::key(data, pos, d1.min(HEAD)), value)
+            .then_some(pos + n1 + 1)
     }
 }
 
@@ -676,10 +741,10 @@ mod tests {
 
     /// Thousands of keys that differ only in a trailing NUL, or only after
     /// their first 31 or 32 bytes, or whose 32 bytes are those of a shorter
-    /// key's head (its bytes, NULs, its length): with 10,500 keys some
-    /// probe chains still run through one another (about one lookup in
-    /// sixteen at an eighth full), so every part of the key comparison is
-    /// needed.
+    /// key's head (its bytes, NULs, its length): 10,500 keys fill the
+    /// table past its sparse sizes, to a twelfth, so that some probe chains
+    /// still run through one another and every part of the key comparison
+    /// is needed.
     #[test]
     fn confusable_keys_stay_apart() {
         let long = "L".repeat(40);

@@ -82,22 +82,31 @@ const FREE: Entry = Entry {
     sum_sq: 0,
 };
 
-/// Entries up to which the fast table stays at most an eighth full: a
-/// lookup then almost always hits on its first probe, and the probe loop's
-/// branch stays predictable (a table half full sent a quarter of Q1's
-/// records round the loop again, at the cost of a mispredicted branch:
-/// Q1 on one core 0.81 s at half full, 0.50 s at an eighth). The sparse
-/// entries cost no cache: only the lines of groups that exist are read.
-/// Past this size (8 MiB, 16,384 groups) the table may fill to half.
+/// Entries up to which the fast table stays at most [`SPARSE_LOAD`] full:
+/// a lookup then almost always hits on its first probe, and the probe
+/// loop's branch stays predictable. The sparse entries cost no cache: only
+/// the lines of groups that exist are read. Past this size (8 MiB) the
+/// table may fill to half.
 const SPARSE_ENTRIES: usize = 1 << 17;
+
+/// Entries per group, at least, below [`SPARSE_ENTRIES`]. A lookup that
+/// misses its first probe costs a mispredicted branch: a table half full
+/// sent a quarter of Q1's records round the probe loop again (Q1 on one
+/// core 0.81 s at half full, 0.50 s at an eighth), and at an eighth full
+/// still about one in sixteen. At one in 64 about one in 128: Q1's kernel
+/// alone (one core, Intel Xeon, `scan_file FILE hot`, medians of 9
+/// alternating runs) 7.82 -> 7.46 ns a record. Q1's 413 groups then take
+/// 32,768 entries: 2 MiB, one huge page, as the 4,096 entries of an eighth
+/// did (see [`super::huge`]).
+const SPARSE_LOAD: usize = 64;
 
 /// Groups the fast table takes at most (8 MiB of entries at half full);
 /// once it is full the rest of the task goes to the general path, so a
 /// chunk of ever new keys costs the fast path bounded memory.
 pub(super) const MAX_GROUPS: usize = 1 << 16;
 
-/// An open-addressing table (linear probing, power-of-two size, an eighth
-/// to half full, see [`SPARSE_ENTRIES`]) of [`Entry`]s.
+/// An open-addressing table (linear probing, power-of-two size, a 64th to
+/// half full, see [`SPARSE_ENTRIES`]) of [`Entry`]s.
 pub(crate) struct FastTable {
     entries: HugeSlice<Entry>,
     /// The table's size in bytes less one entry's: masks a hash to the
@@ -385,7 +394,7 @@ impl FastTable {
             key_at,
         });
         let load = if self.entries.len() < SPARSE_ENTRIES {
-            8
+            SPARSE_LOAD
         } else {
             2
         };
