@@ -420,9 +420,8 @@ pub(crate) fn prefetch_ahead(data: &[u8], pos: usize) {
 /// window later.
 #[derive(Clone, Copy)]
 struct Pending<K> {
-    /// Where its key starts in the data, and the key's length.
+    /// Where its key starts in the data (its length is in its head).
     at: usize,
-    len: usize,
     head: K,
     hash: u64,
     value: i64,
@@ -649,7 +648,6 @@ unsafe fn prefetched<L: Lanes>(
     table.prefetch(hash);
     Pending {
         at,
-        len,
         head,
         hash,
         value,
@@ -672,7 +670,10 @@ unsafe fn add_pending<L: Lanes, const SQUARES: bool>(
     for r in records {
         // SAFETY: the caller guarantees the processor and the bounds.
         let added = unsafe {
-            let key = data.get_unchecked(r.at..r.at + r.len);
+            // A short key's length is its head's last byte; computed
+            // where the table needs the key (a new group), not carried.
+            let len = (L::words(r.head)[3] >> 56) as usize;
+            let key = data.get_unchecked(r.at..r.at + len);
             table.add_hashed::<L, SQUARES, true>(key, r.head, r.hash, r.value)
         };
         if !added {

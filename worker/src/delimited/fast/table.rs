@@ -204,7 +204,10 @@ fn key_in<'a>(arena: &'a [u8], key_at: &[usize], i: usize, len: usize) -> &'a [u
 impl FastTable {
     /// An empty table; `squares`: keep sums of squares.
     pub(crate) fn new(squares: bool) -> Self {
-        const FIRST_ENTRIES: usize = 4096;
+        // One 2 MiB page of entries (see `huge`), which up to 512 groups
+        // fill no more than SPARSE_LOAD allows: no growth, and no page
+        // cleared for nothing, below that.
+        const FIRST_ENTRIES: usize = (2 << 20) / ENTRY;
         FastTable {
             entries: HugeSlice::zeroed(FIRST_ENTRIES),
             byte_mask: (FIRST_ENTRIES - 1) * ENTRY,
