@@ -5,6 +5,7 @@
 use super::super::accumulate::ValueAcc;
 use super::huge::HugeSlice;
 use super::lanes::{Lanes, SHORT_KEY};
+use super::word_at;
 
 /// The table's hash of a key's head, folded in two words by
 /// [`Lanes::fold`]: one 64x64-bit multiplication, its halves xored.
@@ -29,16 +30,6 @@ fn key_hash<const SHORT: bool>((a, b): (u64, u64), key: &[u8]) -> u64 {
     // A long key has more than 8 bytes: its last 8 are one word.
     let tail = word_at(key, key.len() - 8);
     hash ^ tail.wrapping_mul(0x9E37_79B9_7F4A_7C15)
-}
-
-/// The 8 bytes of `bytes` at `at` as a little-endian word; 0 where they
-/// are not all in `bytes`.
-#[inline(always)]
-fn word_at(bytes: &[u8], at: usize) -> u64 {
-    bytes
-        .get(at..at + 8)
-        .and_then(|w| w.try_into().ok())
-        .map_or(0, u64::from_le_bytes)
 }
 
 /// One group of the fast table, stored in the table itself (no index to
