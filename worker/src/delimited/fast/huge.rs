@@ -28,7 +28,7 @@ use bytemuck::Pod;
 use memmap2::MmapMut;
 
 /// The size of a transparent huge page on x86-64 and most arm64 kernels.
-const HUGE: usize = 2 << 20;
+pub(super) const HUGE: usize = 2 << 20;
 
 /// `len` values of `T`, zero-filled, on transparent huge pages where the
 /// system gives them.

@@ -111,6 +111,14 @@ const HEADS: [[[u64; 4]; 2]; HEAD + 1] = {
     t
 };
 
+/// The length of the key whose head is `words` ([`Lanes::words`]), for a
+/// key of at most [`SHORT_KEY`] bytes: the head's last byte (see
+/// [`HEADS`]).
+#[inline(always)]
+pub(crate) fn short_len(words: [u64; 4]) -> usize {
+    (words[3] >> 56) as usize
+}
+
 /// Reads 8 bytes at `at`, little-endian, without a bounds check.
 ///
 /// # Safety
@@ -321,6 +329,9 @@ mod tests {
                     .map(|c| u64::from_le_bytes(c.try_into().unwrap_or_default()))
                     .collect();
                 assert_eq!(&portable[..], &words[..]);
+                if len <= SHORT_KEY {
+                    assert_eq!(short_len(portable), len);
+                }
                 #[cfg(target_arch = "x86_64")]
                 if std::arch::is_x86_feature_detected!("avx2") {
                     // SAFETY: as above, and the processor has AVX2.

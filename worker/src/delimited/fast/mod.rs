@@ -28,7 +28,7 @@ mod tenths;
 use memchr::{memchr, memchr3};
 
 use super::scan::WINDOW;
-use lanes::{load, Lanes, Portable, HEAD, SHORT_KEY};
+use lanes::{load, short_len, Lanes, Portable, HEAD, SHORT_KEY};
 pub(crate) use table::FastTable;
 use tenths::parse_tenths;
 
@@ -673,9 +673,9 @@ unsafe fn add_pending<L: Lanes, const SQUARES: bool>(
     for r in records {
         // SAFETY: the caller guarantees the processor and the bounds.
         let added = unsafe {
-            // A short key's length is its head's last byte; computed
-            // where the table needs the key (a new group), not carried.
-            let len = (L::words(r.head)[3] >> 56) as usize;
+            // A short key's length is in its head; computed where the
+            // table needs the key (a new group), not carried.
+            let len = short_len(L::words(r.head));
             let key = data.get_unchecked(r.at..r.at + len);
             table.add_hashed::<L, SQUARES, true>(key, r.head, r.hash, r.value)
         };

@@ -3,7 +3,7 @@
 //! [`Lanes::key`]) and integer sums of its values.
 
 use super::super::accumulate::ValueAcc;
-use super::huge::HugeSlice;
+use super::huge::{HugeSlice, HUGE};
 use super::lanes::{Lanes, SHORT_KEY};
 use super::word_at;
 
@@ -198,7 +198,7 @@ impl FastTable {
         // One 2 MiB page of entries (see `huge`), which up to 512 groups
         // fill no more than SPARSE_LOAD allows: no growth, and no page
         // cleared for nothing, below that.
-        const FIRST_ENTRIES: usize = (2 << 20) / ENTRY;
+        const FIRST_ENTRIES: usize = HUGE / ENTRY;
         FastTable {
             entries: HugeSlice::zeroed(FIRST_ENTRIES),
             byte_mask: (FIRST_ENTRIES - 1) * ENTRY,
