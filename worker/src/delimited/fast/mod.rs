@@ -285,8 +285,10 @@ pub(crate) fn scan<E>(
         pat: Patterns::new(delimiter, quote),
     };
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the processor has AVX2, checked just above.
+    if std::arch::is_x86_feature_detected!("avx2")
+        && std::arch::is_x86_feature_detected!("pclmulqdq")
+    {
+        // SAFETY: the processor has AVX2 and PCLMULQDQ, checked just above.
         return unsafe { scan_avx2(&run, table, general) };
     }
     // SAFETY: `Portable` runs on every processor.
@@ -302,18 +304,19 @@ struct Run<'a> {
     pat: Patterns,
 }
 
-/// [`scan_with`] compiled for AVX2 processors.
+/// [`scan_with`] compiled for AVX2 processors (every one of which also
+/// multiplies without carries, PCLMULQDQ).
 ///
 /// # Safety
-/// The processor supports AVX2.
+/// The processor supports AVX2 and PCLMULQDQ.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,bmi1,bmi2,lzcnt,popcnt")]
+#[target_feature(enable = "avx2,bmi1,bmi2,lzcnt,popcnt,pclmulqdq")]
 unsafe fn scan_avx2<E>(
     run: &Run<'_>,
     table: &mut FastTable,
     general: impl FnMut(usize) -> Result<usize, E>,
 ) -> Result<Scan, E> {
-    // SAFETY: the caller guarantees AVX2.
+    // SAFETY: the caller guarantees AVX2 and PCLMULQDQ.
     unsafe { scan_with::<lanes::Avx2, E>(run, table, general) }
 }
 
@@ -737,7 +740,9 @@ mod tests {
     fn run_all_ways(data: &[u8], end: usize) -> (Groups, Vec<usize>) {
         let portable = run::<Portable>(data, end);
         #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") {
+        if std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("pclmulqdq")
+        {
             assert_eq!(run::<lanes::Avx2>(data, end), portable);
         }
         portable

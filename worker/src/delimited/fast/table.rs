@@ -7,29 +7,18 @@ use super::huge::{HugeSlice, HUGE};
 use super::lanes::{Lanes, SHORT_KEY};
 use super::word_at;
 
-/// The table's hash of a key's head, folded in two words by
-/// [`Lanes::fold`]: one 64x64-bit multiplication, its halves xored.
+/// The table's hash of `key`, whose head's hash is `head` ([`Lanes::mix`]):
+/// that, and for a key longer than [`SHORT_KEY`] (never when `SHORT`) its
+/// last 8 bytes mixed in, so that long keys sharing their head still
+/// spread.
 #[inline(always)]
-fn mix(a: u64, b: u64) -> u64 {
-    const K0: u64 = 0x243F_6A88_85A3_08D3;
-    const K1: u64 = 0x9E37_79B9_7F4A_7C15;
-    let p = u128::from(a ^ K0) * u128::from(b ^ K1);
-    (p as u64) ^ ((p >> 64) as u64)
-}
-
-/// The table's hash of `key`, whose head folds to `(a, b)` (see
-/// [`Lanes::fold`]): [`mix`] of the head and, for a key longer than
-/// [`SHORT_KEY`] (never when `SHORT`), its last 8 bytes, so that long keys
-/// sharing their head still spread.
-#[inline(always)]
-fn key_hash<const SHORT: bool>((a, b): (u64, u64), key: &[u8]) -> u64 {
-    let hash = mix(a, b);
+fn key_hash<const SHORT: bool>(head: u64, key: &[u8]) -> u64 {
     if SHORT || key.len() <= SHORT_KEY {
-        return hash;
+        return head;
     }
     // A long key has more than 8 bytes: its last 8 are one word.
     let tail = word_at(key, key.len() - 8);
-    hash ^ tail.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    head ^ tail.wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
 /// One group of the fast table, stored in the table itself (no index to
@@ -283,7 +272,7 @@ impl FastTable {
     #[inline(always)]
     pub(super) unsafe fn hash<L: Lanes, const SHORT: bool>(key: &[u8], head: L::Key) -> u64 {
         // SAFETY: the caller guarantees the processor.
-        key_hash::<SHORT>(unsafe { L::fold(head) }, key)
+        key_hash::<SHORT>(unsafe { L::mix(head) }, key)
     }
 
     /// Asks the processor to bring the entry where a lookup of `hash`
@@ -373,14 +362,26 @@ impl FastTable {
                 return true;
             }
             if e.key_len == 0 {
-                return self.insert(at / ENTRY, key, unsafe { L::words(head) }, value);
+                return unsafe { self.insert::<L>(at / ENTRY, key, L::words(head), value) };
             }
             at = (at + ENTRY) & mask;
         }
     }
 
+    /// Makes entry `i` the group of `key`, whose head is `head`, with its
+    /// first value; `false` (the table untouched) at [`MAX_GROUPS`].
+    ///
+    /// # Safety
+    /// The processor supports `L` (the way that filled the table, whose
+    /// hash a growth places the groups by).
     #[cold]
-    fn insert(&mut self, i: usize, key: &[u8], head: [u64; 4], value: i64) -> bool {
+    unsafe fn insert<L: Lanes>(
+        &mut self,
+        i: usize,
+        key: &[u8],
+        head: [u64; 4],
+        value: i64,
+    ) -> bool {
         if self.used.len() >= MAX_GROUPS {
             return false;
         }
@@ -414,13 +415,17 @@ impl FastTable {
             2
         };
         if self.used.len() * load > self.entries.len() {
-            self.grow();
+            // SAFETY: passed on from the caller.
+            unsafe { self.grow::<L>() };
         }
         true
     }
 
-    /// Doubles the table, placing every group again.
-    fn grow(&mut self) {
+    /// Doubles the table, placing every group again by `L`'s hash.
+    ///
+    /// # Safety
+    /// The processor supports `L`.
+    unsafe fn grow<L: Lanes>(&mut self) {
         let size = self.entries.len() * 2;
         let byte_mask = (size - 1) * ENTRY;
         let mask = size - 1;
@@ -432,9 +437,8 @@ impl FastTable {
                 continue;
             };
             let key = key_in(&self.arena, &self.key_at, old, e.key_len as usize);
-            // The fold `Lanes::fold` gives, of the stored head words.
-            let fold = (e.head[0] ^ e.head[2], e.head[1] ^ e.head[3]);
-            let hash = key_hash::<false>(fold, key);
+            // SAFETY: passed on from the caller.
+            let hash = key_hash::<false>(unsafe { L::mix_words(&e.head) }, key);
             let mut i = home(hash, byte_mask) / ENTRY;
             while entries.get(i).is_some_and(|n| n.key_len != 0) {
                 i = (i + 1) & mask;
@@ -497,7 +501,7 @@ mod tests {
     /// their head spread.
     #[test]
     fn long_keys_sharing_a_head_hash_apart() {
-        let head = (1, 2);
+        let head = 12;
         let hashes: std::collections::HashSet<u64> = (0..1000u32)
             .map(|i| {
                 let key = format!("{:L<31}{i:08}", "x");
