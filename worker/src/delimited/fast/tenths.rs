@@ -160,15 +160,95 @@ pub(crate) unsafe fn tenths_ending(word: u64, len: usize, first: u8) -> (i64, bo
     ((abs as i64 ^ sign) - sign, bad == 0)
 }
 
+/// The four shapes a value can have, as [`SHAPES`] indexes them
+/// (`2 * len + neg`): `d.d`, `dd.d`, `-d.d`, `-dd.d`. A pair of values
+/// looks its shapes up in [`PAIRS`] by these positions, [`NONE`] standing
+/// for anything else.
+const KINDS: [usize; 4] = [6, 8, 9, 11];
+
+/// The kind of no value: its row in [`PAIRS`] fails every word.
+const NONE: u8 = KINDS.len() as u8;
+
+/// Kinds per [`PAIRS`] row index step: `row = 8 * kind1 + kind2`.
+const KIND_STRIDE: usize = 8;
+
+/// `KIND_OF[256 * len + first]`: the kind of a value of `len` bytes
+/// whose first byte is `first` ([`NONE`] for every length and first byte
+/// no shape has: a digit first for the signed shapes, `-` for the others,
+/// so the sign needs no comparison of its own).
+static KIND_OF: [u8; 256 * LENGTHS] = {
+    let mut t = [NONE; 256 * LENGTHS];
+    let mut k = 0;
+    while k < KINDS.len() {
+        let (len, neg) = (KINDS[k] / 2, KINDS[k] % 2 == 1);
+        let mut first = 0;
+        while first < 256 {
+            if (first == b'-' as usize) == neg {
+                t[256 * len + first] = k as u8;
+            }
+            first += 1;
+        }
+        k += 1;
+    }
+    t
+};
+
+/// What [`tenths_pair_avx2`] checks and sums a pair of values by, for one
+/// pair of kinds: each field holds the first value's word in its low half
+/// and the second's in its high half, ready for 128-bit instructions
+/// without rearranging (see [`Shape`]).
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct PairShape {
+    expect: [u64; 2],
+    mask: [u64; 2],
+    add: [u64; 2],
+    weights: [u64; 2],
+}
+
+/// Per `KIND_STRIDE * kind1 + kind2`: the shapes of a pair of values (4 KiB,
+/// of which the 16 rows of real pairs are read).
+static PAIRS: [PairShape; KIND_STRIDE * KIND_STRIDE] = {
+    let never = SHAPES[0];
+    let mut t = [PairShape {
+        expect: [0; 2],
+        mask: [0; 2],
+        add: [0; 2],
+        weights: [0; 2],
+    }; KIND_STRIDE * KIND_STRIDE];
+    let mut i = 0;
+    while i < KIND_STRIDE * KIND_STRIDE {
+        let (k1, k2) = (i / KIND_STRIDE, i % KIND_STRIDE);
+        let s1 = if k1 < KINDS.len() {
+            SHAPES[KINDS[k1]]
+        } else {
+            never
+        };
+        let s2 = if k2 < KINDS.len() {
+            SHAPES[KINDS[k2]]
+        } else {
+            never
+        };
+        t[i] = PairShape {
+            expect: [s1.expect, s2.expect],
+            mask: [s1.mask, s2.mask],
+            add: [s1.add, s2.add],
+            weights: [s1.weights, s2.weights],
+        };
+        i += 1;
+    }
+    t
+};
+
 /// [`tenths_ending`] of two values at once, in 128-bit vectors: the
 /// checks, and the digits summed by their shapes' signed weights
 /// (`maddubs`: tens by ±100, units by ±10, the fraction by ±1, then the
 /// pairs added), for both in one instruction each. The weights carry the
-/// sign, so no select follows: 4.8 fewer instructions a record on Q1's
-/// kernel (`bench/instructions.sh`: 94.2 -> 89.4), the same time. Out of
-/// the integer units, which the fast loop keeps busiest: the vector units
-/// are separate ports on the processors that have AVX2. The values (meaningless where the bytes are not values
-/// of the shape) and whether both are.
+/// sign, so no select follows. The pair's shapes come as one row
+/// ([`PAIRS`]), picked by the two values' kinds ([`KIND_OF`]: a lookup by
+/// length and first byte), so that no instruction rearranges them. The
+/// values (meaningless where the bytes are not values of the shape) and
+/// whether both are.
 ///
 /// # Safety
 /// Each length is below `LENGTHS`; the processor supports AVX2.
@@ -183,25 +263,23 @@ pub(crate) unsafe fn tenths_pair_avx2(
     use std::arch::x86_64::{
         __m128i, _mm_add_epi64, _mm_and_si128, _mm_extract_epi32, _mm_load_si128, _mm_madd_epi16,
         _mm_maddubs_epi16, _mm_or_si128, _mm_set1_epi16, _mm_set1_epi8, _mm_set_epi64x,
-        _mm_testz_si128, _mm_unpackhi_epi64, _mm_unpacklo_epi64, _mm_xor_si128,
+        _mm_testz_si128, _mm_xor_si128,
     };
-    let neg = firsts.map(|f| f == b'-');
-    // SAFETY: the caller's bound keeps each index below 2 * LENGTHS; a
-    // shape is 32-byte aligned, so both of its halves are 16-byte aligned.
-    let ([check1, sums1], [check2, sums2]) = unsafe {
-        let halves = |i: usize| {
-            let shape = SHAPES.get_unchecked(2 * lens[i] + usize::from(neg[i]));
-            let p = (shape as *const Shape).cast::<__m128i>();
-            [_mm_load_si128(p), _mm_load_si128(p.add(1))]
-        };
-        (halves(0), halves(1))
+    // SAFETY: the caller's bound keeps each length below LENGTHS, so each
+    // index below 256 * LENGTHS; kinds are at most NONE < KIND_STRIDE, so
+    // the row is in PAIRS; a row is 64-byte aligned, each field 16.
+    let [expect, mask, add, weights] = unsafe {
+        let kind =
+            |i: usize| usize::from(*KIND_OF.get_unchecked(256 * lens[i] + usize::from(firsts[i])));
+        let row = PAIRS.get_unchecked(KIND_STRIDE * kind(0) + kind(1));
+        let p = (row as *const PairShape).cast::<__m128i>();
+        [
+            _mm_load_si128(p),
+            _mm_load_si128(p.add(1)),
+            _mm_load_si128(p.add(2)),
+            _mm_load_si128(p.add(3)),
+        ]
     };
-    // Each of these holds the first value's word in its low half and the
-    // second's in its high half.
-    let expect = _mm_unpacklo_epi64(check1, check2);
-    let mask = _mm_unpackhi_epi64(check1, check2);
-    let add = _mm_unpacklo_epi64(sums1, sums2);
-    let weights = _mm_unpackhi_epi64(sums1, sums2);
     let word = _mm_set_epi64x(words[1] as i64, words[0] as i64);
     let y = _mm_and_si128(_mm_xor_si128(word, expect), mask);
     let bad = _mm_or_si128(y, _mm_add_epi64(y, add));
@@ -324,9 +402,12 @@ mod tests {
             }
             u64::from_le_bytes(bytes)
         };
-        for _ in 0..200_000 {
+        // Every length a shape has, and others around and far from them,
+        // in every pairing.
+        const LENS: [usize; 11] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 31, 63];
+        for _ in 0..20_000 {
             let words = [word(), word()];
-            for lens in [[3, 4], [4, 5], [5, 3], [2, 6], [0, 63]] {
+            for lens in LENS.iter().flat_map(|&a| LENS.map(|b| [a, b])) {
                 // A value's first byte, as the loop reads it (a byte
                 // before the word for a value too long to be one).
                 let first = |w: u64, len: usize| match len {
