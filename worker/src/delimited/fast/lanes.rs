@@ -36,9 +36,10 @@ pub(crate) trait Lanes: Copy {
     unsafe fn classify(data: &[u8], at: usize, bytes: [u8; 3]) -> Option<([u64; 2], bool)>;
 
     /// The head of the key of `len` bytes at `pos`, for `len` up to
-    /// [`SHORT_KEY`]: its bytes, zeros, and `len` in the last byte. With
+    /// [`SHORT_KEY`]: its bytes, zeros, and `len` in the last byte, the
+    /// first two words xored with the hash's constants ([`MIX`]). With
     /// `len` = [`HEAD`], the head of any longer key: its first
-    /// [`SHORT_KEY`] bytes and a zero.
+    /// [`SHORT_KEY`] bytes and a zero, xored the same way.
     ///
     /// # Safety
     /// `len <= HEAD`, `pos + HEAD <= data.len()`, and the processor
@@ -93,9 +94,11 @@ pub(crate) trait Lanes: Copy {
 }
 
 /// `HEADS[len]`: per word of a head, the mask of the key bytes it keeps and
-/// the bits it then sets (the length, in the last byte): the head of a key
-/// of `len` bytes is `(word & mask) | mark`, word by word (see
-/// [`Lanes::key`]; `len` = [`HEAD`] for a longer key).
+/// the bits it then flips (the length, in the last byte; the hash's
+/// constants, [`MIX`], in the first two words): the head of a key of `len`
+/// bytes is `(word & mask) ^ mark`, word by word (see [`Lanes::key`];
+/// `len` = [`HEAD`] for a longer key). Comparing heads still compares
+/// keys, and the hash needs no constant of its own.
 const HEADS: [[[u64; 4]; 2]; HEAD + 1] = {
     let mut t = [[[0u64; 4]; 2]; HEAD + 1];
     let mut len = 0;
@@ -112,6 +115,8 @@ const HEADS: [[[u64; 4]; 2]; HEAD + 1] = {
             };
             i += 1;
         }
+        t[len][1][0] = MIX[0];
+        t[len][1][1] = MIX[1];
         if len <= SHORT_KEY {
             t[len][1][3] = (len as u64) << 56;
         }
@@ -128,9 +133,9 @@ pub(crate) fn short_len(words: [u64; 4]) -> usize {
     (words[3] >> 56) as usize
 }
 
-/// What [`Lanes::mix`] xors into the two folded words before multiplying
-/// them (digits of pi and of the golden ratio): a key of zeros still
-/// multiplies two non-zero words.
+/// What every head holds xored into its first two words (digits of pi and
+/// of the golden ratio; see [`HEADS`]), so that the two words
+/// [`Lanes::mix`] multiplies are not zero for a key of zeros.
 const MIX: [u64; 2] = [0x243F_6A88_85A3_08D3, 0x9E37_79B9_7F4A_7C15];
 
 /// Reads 8 bytes at `at`, little-endian, without a bounds check.
@@ -165,10 +170,10 @@ impl Lanes for Portable {
         unsafe {
             let [keep, mark] = HEADS.get_unchecked(len);
             [
-                load(data, pos) & keep[0],
-                load(data, pos + 8) & keep[1],
+                (load(data, pos) & keep[0]) ^ mark[0],
+                (load(data, pos + 8) & keep[1]) ^ mark[1],
                 load(data, pos + 16) & keep[2],
-                (load(data, pos + 24) & keep[3]) | mark[3],
+                (load(data, pos + 24) & keep[3]) ^ mark[3],
             ]
         }
     }
@@ -176,7 +181,7 @@ impl Lanes for Portable {
     /// One 64x64-bit multiplication (`mulx` on x86-64).
     #[inline(always)]
     unsafe fn mix(key: [u64; 4]) -> u64 {
-        let p = u128::from(key[0] ^ key[2] ^ MIX[0]) * u128::from(key[1] ^ key[3] ^ MIX[1]);
+        let p = u128::from(key[0] ^ key[2]) * u128::from(key[1] ^ key[3]);
         (p as u64) ^ ((p >> 64) as u64)
     }
 
@@ -206,11 +211,11 @@ mod avx2 {
         __m256i, _mm256_and_si256, _mm256_castsi256_si128, _mm256_cmpeq_epi8,
         _mm256_extracti128_si256, _mm256_load_si256, _mm256_loadu_si256, _mm256_movemask_epi8,
         _mm256_or_si256, _mm256_set1_epi8, _mm256_storeu_si256, _mm256_testz_si256,
-        _mm256_xor_si256, _mm_clmulepi64_si128, _mm_cvtsi128_si64, _mm_set_epi64x,
-        _mm_shuffle_epi32, _mm_xor_si128,
+        _mm256_xor_si256, _mm_clmulepi64_si128, _mm_cvtsi128_si64, _mm_shuffle_epi32,
+        _mm_xor_si128,
     };
 
-    use super::{Lanes, HEAD, MIX};
+    use super::{Lanes, HEAD};
 
     /// [`super::HEADS`] as bytes, one 64-byte line per length: the mask,
     /// then the mark, each loaded as one vector.
@@ -278,7 +283,7 @@ mod avx2 {
                 let line = HEAD_BYTES.0.get_unchecked(len).as_ptr();
                 let keep = _mm256_load_si256(line.cast());
                 let mark = _mm256_load_si256(line.add(HEAD).cast());
-                _mm256_or_si256(_mm256_and_si256(bytes, keep), mark)
+                _mm256_xor_si256(_mm256_and_si256(bytes, keep), mark)
             }
         }
 
@@ -296,10 +301,9 @@ mod avx2 {
                 _mm256_castsi256_si128(key),
                 _mm256_extracti128_si256::<1>(key),
             );
-            let x = _mm_xor_si128(folded, _mm_set_epi64x(MIX[1] as i64, MIX[0] as i64));
             // The first word times the second, then the product's halves
             // xored (swapped by the shuffle).
-            let p = _mm_clmulepi64_si128::<0x10>(x, x);
+            let p = _mm_clmulepi64_si128::<0x10>(folded, folded);
             let halves = _mm_xor_si128(p, _mm_shuffle_epi32::<0x4E>(p));
             _mm_cvtsi128_si64(halves) as u64
         }
@@ -427,10 +431,12 @@ mod tests {
                 if len <= SHORT_KEY {
                     expect[HEAD - 1] = len as u8;
                 }
-                let words: Vec<u64> = expect
+                let mut words: Vec<u64> = expect
                     .chunks(8)
                     .map(|c| u64::from_le_bytes(c.try_into().unwrap_or_default()))
                     .collect();
+                words[0] ^= MIX[0];
+                words[1] ^= MIX[1];
                 assert_eq!(&portable[..], &words[..]);
                 if len <= SHORT_KEY {
                     assert_eq!(short_len(portable), len);
