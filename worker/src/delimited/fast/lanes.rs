@@ -6,7 +6,7 @@
 //! few per word. The scan picks one at run time.
 
 use super::super::scan::window_masks;
-use super::tenths::tenths_ending;
+use super::tenths::{tenths_ending, LENGTHS};
 
 /// Bytes of a table entry that hold a key: its head (see [`Lanes::key`]).
 pub(crate) const HEAD: usize = 32;
@@ -75,18 +75,22 @@ pub(crate) trait Lanes: Copy {
     unsafe fn words(key: Self::Key) -> [u64; 4];
 
     /// [`tenths_ending`] of a window's two values: their values and
-    /// whether both are values of the shape.
+    /// whether both are values of the shape. A length is the distance from
+    /// a delimiter to the newline after it, less one, and wraps (is
+    /// `usize::MAX - 63` or more) where the delimiter is not before the
+    /// newline: no value then.
     ///
     /// # Safety
-    /// Each length is below [`super::tenths::LENGTHS`], and the processor
-    /// supports this way.
+    /// The processor supports this way.
     #[inline(always)]
     unsafe fn tenths_pair(words: [u64; 2], lens: [usize; 2], firsts: [u8; 2]) -> ([i64; 2], bool) {
-        // SAFETY: passed on from the caller.
+        // SAFETY: each length is clamped below LENGTHS (the last one, and
+        // every wrapped length, no shape's).
         let ((a, ok_a), (b, ok_b)) = unsafe {
+            let len = |i: usize| lens[i].min(LENGTHS - 1);
             (
-                tenths_ending(words[0], lens[0], firsts[0]),
-                tenths_ending(words[1], lens[1], firsts[1]),
+                tenths_ending(words[0], len(0), firsts[0]),
+                tenths_ending(words[1], len(1), firsts[1]),
             )
         };
         ([a, b], ok_a & ok_b)

@@ -596,20 +596,22 @@ unsafe fn window_pair<L: Lanes>(
     // at a time; the one that holds it stops the scan.
     let quoted = quote_seen & pat.quoting;
     // Both keys 1 to SHORT_KEY bytes long: each length less one (wrapping)
-    // is below SHORT_KEY, and so is the larger.
+    // is below SHORT_KEY, and so is the larger. Each delimiter before its
+    // newline: checked with the values (a value's length wraps where it is
+    // not, and no shape has such a length).
     let keys = d1.wrapping_sub(1).max(len2.wrapping_sub(1));
-    let fits = (keys < SHORT_KEY) & (d1 < n1) & (d2 < n2) & (n2 < WINDOW) & !quoted;
+    let fits = (keys < SHORT_KEY) & (n2 < WINDOW) & !quoted;
     if !fits {
         return None;
     }
     // SAFETY: each value word is the 8 bytes before a newline inside the
     // window, and pos >= 8: they lie within data[pos - 8..pos + 64]; each
-    // value's first byte is inside the window, and so each value's length
-    // is below WINDOW <= tenths::LENGTHS.
+    // value's first byte, at pos + d + 1 with d at most WINDOW (no
+    // delimiter), within pos + PAIR_READ <= data.len().
     let ([value1, value2], ok) = unsafe {
         L::tenths_pair(
             [load(data, pos + n1 - 8), load(data, pos + n2 - 8)],
-            [n1 - d1 - 1, n2 - d2 - 1],
+            [n1.wrapping_sub(d1 + 1), n2.wrapping_sub(d2 + 1)],
             [
                 *data.get_unchecked(pos + d1 + 1),
                 *data.get_unchecked(pos + d2 + 1),

@@ -172,12 +172,16 @@ const NONE: u8 = KINDS.len() as u8;
 /// Kinds per [`PAIRS`] row index step: `row = 8 * kind1 + kind2`.
 const KIND_STRIDE: usize = 8;
 
-/// `KIND_OF[256 * len + first]`: the kind of a value of `len` bytes
-/// whose first byte is `first` ([`NONE`] for every length and first byte
-/// no shape has: a digit first for the signed shapes, `-` for the others,
-/// so the sign needs no comparison of its own).
-static KIND_OF: [u8; 256 * LENGTHS] = {
-    let mut t = [NONE; 256 * LENGTHS];
+/// `KIND_OF[256 * (len % 256) + first]`: the kind of a value of `len`
+/// bytes whose first byte is `first` ([`NONE`] for every length and first
+/// byte no shape has: a digit first for the signed shapes, `-` for the
+/// others, so the sign needs no comparison of its own). Every length of
+/// a byte has a row (64 KiB, of which three lines are read), so that a
+/// length that wrapped because a record's delimiter was not before its
+/// newline (from 192 on, taken modulo 256) is no value: the loop need
+/// not compare their places.
+static KIND_OF: [u8; 256 * 256] = {
+    let mut t = [NONE; 256 * 256];
     let mut k = 0;
     while k < KINDS.len() {
         let (len, neg) = (KINDS[k] / 2, KINDS[k] % 2 == 1);
@@ -250,8 +254,12 @@ static PAIRS: [PairShape; KIND_STRIDE * KIND_STRIDE] = {
 /// values (meaningless where the bytes are not values of the shape) and
 /// whether both are.
 ///
+/// Lengths as [`super::lanes::Lanes::tenths_pair`] takes them: below
+/// [`LENGTHS`], or wrapped (`usize::MAX - 64` or more, 192 to 255 modulo
+/// 256: no value's).
+///
 /// # Safety
-/// Each length is below `LENGTHS`; the processor supports AVX2.
+/// The processor supports AVX2.
 #[cfg(target_arch = "x86_64")]
 #[inline]
 #[target_feature(enable = "avx2")]
@@ -265,12 +273,13 @@ pub(crate) unsafe fn tenths_pair_avx2(
         _mm_maddubs_epi16, _mm_or_si128, _mm_set1_epi16, _mm_set1_epi8, _mm_set_epi64x,
         _mm_testz_si128, _mm_xor_si128,
     };
-    // SAFETY: the caller's bound keeps each length below LENGTHS, so each
-    // index below 256 * LENGTHS; kinds are at most NONE < KIND_STRIDE, so
+    // SAFETY: each length is taken modulo 256, so each index is below
+    // 256 * 256; kinds are at most NONE < KIND_STRIDE, so
     // the row is in PAIRS; a row is 64-byte aligned, each field 16.
     let [expect, mask, add, weights] = unsafe {
-        let kind =
-            |i: usize| usize::from(*KIND_OF.get_unchecked(256 * lens[i] + usize::from(firsts[i])));
+        let kind = |i: usize| {
+            usize::from(*KIND_OF.get_unchecked(256 * (lens[i] & 0xFF) + usize::from(firsts[i])))
+        };
         let row = PAIRS.get_unchecked(KIND_STRIDE * kind(0) + kind(1));
         let p = (row as *const PairShape).cast::<__m128i>();
         [
@@ -404,7 +413,21 @@ mod tests {
         };
         // Every length a shape has, and others around and far from them,
         // in every pairing.
-        const LENS: [usize; 11] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 31, 63];
+        const LENS: [usize; 13] = [
+            0,
+            1,
+            2,
+            3,
+            4,
+            5,
+            6,
+            7,
+            8,
+            31,
+            63,
+            usize::MAX - 64,
+            usize::MAX,
+        ];
         for _ in 0..20_000 {
             let words = [word(), word()];
             for lens in LENS.iter().flat_map(|&a| LENS.map(|b| [a, b])) {
@@ -415,11 +438,13 @@ mod tests {
                     _ => b'-',
                 };
                 let firsts = [first(words[0], lens[0]), first(words[1], lens[1])];
-                // SAFETY: lengths below LENGTHS; AVX2 checked above.
+                // SAFETY: lengths clamped below LENGTHS for the single
+                // values (a wrapped one to the last, no shape's), as the
+                // portable way does; AVX2 checked above.
                 let ((v1, ok1), (v2, ok2), (pair, ok)) = unsafe {
                     (
-                        tenths_ending(words[0], lens[0], firsts[0]),
-                        tenths_ending(words[1], lens[1], firsts[1]),
+                        tenths_ending(words[0], lens[0].min(LENGTHS - 1), firsts[0]),
+                        tenths_ending(words[1], lens[1].min(LENGTHS - 1), firsts[1]),
                         tenths_pair_avx2(words, lens, firsts),
                     )
                 };
