@@ -25,15 +25,16 @@ pub(crate) trait Lanes: Copy {
     /// A key's first [`HEAD`] bytes, zero past its end.
     type Key: Copy;
 
-    /// For the 64 bytes at `at`: bit `i` of mask `j` set where
-    /// `data[at + i] == bytes[j]`, for the first two bytes, and whether
-    /// any of them is the third (a quote: rare, so a window with one
-    /// anywhere leaves the pair loop, and the precise mask is not made);
-    /// `None` where this way has no cheap window.
+    /// For the 64 bytes at `at`: bit `i` of the first mask set where
+    /// `data[at + i]` is the first byte (the delimiter), of the second
+    /// where it is the second or the third (a newline or a quote: where a
+    /// fast record ends, or stops being one; the value check tells them
+    /// apart, see [`super::tenths`]); `None` where this way has no cheap
+    /// window.
     ///
     /// # Safety
     /// `at + 64 <= data.len()`, and the processor supports this way.
-    unsafe fn classify(data: &[u8], at: usize, bytes: [u8; 3]) -> Option<([u64; 2], bool)>;
+    unsafe fn classify(data: &[u8], at: usize, bytes: [u8; 3]) -> Option<[u64; 2]>;
 
     /// The head of the key of `len` bytes at `pos`, for `len` up to
     /// [`SHORT_KEY`]: its bytes, zeros, and `len` in the last byte, the
@@ -162,9 +163,9 @@ impl Lanes for Portable {
     type Key = [u64; 4];
 
     #[inline(always)]
-    unsafe fn classify(data: &[u8], at: usize, bytes: [u8; 3]) -> Option<([u64; 2], bool)> {
+    unsafe fn classify(data: &[u8], at: usize, bytes: [u8; 3]) -> Option<[u64; 2]> {
         let [first, second, third] = window_masks(data, at, bytes)?;
-        Some(([first, second], third != 0))
+        Some([first, second | third])
     }
 
     #[inline(always)]
@@ -254,26 +255,25 @@ mod avx2 {
             data: &[u8],
             at: usize,
             [first, second, third]: [u8; 3],
-        ) -> Option<([u64; 2], bool)> {
+        ) -> Option<[u64; 2]> {
             // SAFETY: the caller guarantees 64 readable bytes at `at`;
             // `loadu` has no alignment requirement.
             let (lo, hi) = unsafe {
                 let p = data.as_ptr().add(at).cast::<__m256i>();
                 (_mm256_loadu_si256(p), _mm256_loadu_si256(p.add(1)))
             };
-            let masks = [first, second].map(|b| {
-                let pattern = _mm256_set1_epi8(b as i8);
-                let low = _mm256_movemask_epi8(_mm256_cmpeq_epi8(lo, pattern)) as u32;
-                let high = _mm256_movemask_epi8(_mm256_cmpeq_epi8(hi, pattern)) as u32;
+            let [first, second, third] = [first, second, third].map(|b| _mm256_set1_epi8(b as i8));
+            let mask = |hits: [__m256i; 2]| {
+                let [low, high] = hits.map(|h| _mm256_movemask_epi8(h) as u32);
                 u64::from(low) | (u64::from(high) << 32)
-            });
-            // The third byte only tested for, in the vector units.
-            let pattern = _mm256_set1_epi8(third as i8);
-            let hits = _mm256_or_si256(
-                _mm256_cmpeq_epi8(lo, pattern),
-                _mm256_cmpeq_epi8(hi, pattern),
-            );
-            Some((masks, _mm256_testz_si256(hits, hits) == 0))
+            };
+            let either = |v: __m256i| {
+                _mm256_or_si256(_mm256_cmpeq_epi8(v, second), _mm256_cmpeq_epi8(v, third))
+            };
+            Some([
+                mask([_mm256_cmpeq_epi8(lo, first), _mm256_cmpeq_epi8(hi, first)]),
+                mask([either(lo), either(hi)]),
+            ])
         }
 
         #[inline]

@@ -533,20 +533,20 @@ unsafe fn window_single<L: Lanes, const SQUARES: bool>(
         return None;
     }
     // SAFETY: pos + WINDOW <= data.len(); the caller guarantees `L`.
-    let ([delims, newlines], quote_seen) =
-        unsafe { L::classify(data, pos, [pat.delimiter, b'\n', pat.quote]) }?;
+    let [delims, ends] = unsafe { L::classify(data, pos, [pat.delimiter, b'\n', pat.quote]) }?;
     let d1 = delims.trailing_zeros() as usize;
-    let n1 = newlines.trailing_zeros() as usize;
-    if (quote_seen & pat.quoting) | (d1 == 0) | (d1 >= n1) | (n1 >= WINDOW) {
+    let n1 = ends.trailing_zeros() as usize;
+    if (d1 == 0) | (d1 >= n1) | (n1 >= WINDOW) {
         return None;
     }
-    // SAFETY: the value ends before the newline inside the window, after
-    // a key of at least one byte, and pos >= 8: its word is in `data`, its
-    // first byte in the window, its length below WINDOW <= LENGTHS; the
-    // key's head ends within pos + PAIR_READ <= data.len().
+    // SAFETY: the value ends before the newline (or quote) inside the
+    // window, after a key of at least one byte, and pos >= 8: its word,
+    // which ends with that byte, is in `data`, its first byte in the
+    // window, its length below WINDOW <= LENGTHS; the key's head ends
+    // within pos + PAIR_READ <= data.len().
     unsafe {
         let (value, ok) = tenths::tenths_ending(
-            load(data, pos + n1 - 8),
+            load(data, pos + n1 - 7),
             n1 - d1 - 1,
             *data.get_unchecked(pos + d1 + 1),
         );
@@ -582,35 +582,36 @@ unsafe fn window_pair<L: Lanes>(
     }
     prefetch_ahead(data, pos);
     // SAFETY: pos + WINDOW <= data.len(); the caller guarantees `L`.
-    let ([delims, newlines], quote_seen) =
-        unsafe { L::classify(data, pos, [pat.delimiter, b'\n', pat.quote]) }?;
+    // Records end at newlines and at quote bytes (see `Lanes::classify`),
+    // or, where the window has no second end, at its first byte past the
+    // window (64). A record that holds a quote, or does not end where the
+    // window says, fails the value check, whose word ends with the
+    // record's last byte and must end with a newline; the first record
+    // of a window that holds a quote then stops the scan (see `scan_as`).
+    let [delims, ends] = unsafe { L::classify(data, pos, [pat.delimiter, b'\n', pat.quote]) }?;
     let d1 = delims.trailing_zeros() as usize;
-    let n1 = newlines.trailing_zeros() as usize;
+    let n1 = ends.trailing_zeros() as usize;
     let d2 = (delims & delims.wrapping_sub(1)).trailing_zeros() as usize;
-    let rest = newlines & newlines.wrapping_sub(1);
+    let rest = ends & ends.wrapping_sub(1);
     let n2 = rest.trailing_zeros() as usize;
     let start2 = n1 + 1;
     let len2 = d2.wrapping_sub(start2);
-    // A quote byte anywhere in the window (without a quote byte the quote
-    // pattern is the newline: none counts). The records before it go one
-    // at a time; the one that holds it stops the scan.
-    let quoted = quote_seen & pat.quoting;
     // Both keys 1 to SHORT_KEY bytes long: each length less one (wrapping)
     // is below SHORT_KEY, and so is the larger. Each delimiter before its
     // newline: checked with the values (a value's length wraps where it is
     // not, and no shape has such a length).
     let keys = d1.wrapping_sub(1).max(len2.wrapping_sub(1));
-    let fits = (keys < SHORT_KEY) & (n2 < WINDOW) & !quoted;
-    if !fits {
+    if keys >= SHORT_KEY {
         return None;
     }
-    // SAFETY: each value word is the 8 bytes before a newline inside the
-    // window, and pos >= 8: they lie within data[pos - 8..pos + 64]; each
-    // value's first byte, at pos + d + 1 with d at most WINDOW (no
-    // delimiter), within pos + PAIR_READ <= data.len().
+    // SAFETY: each value word is the 8 bytes that end with a record's last
+    // byte, at pos + WINDOW at most, and pos >= 8: they lie within
+    // data[pos - 7..pos + 65]; each value's first byte, at pos + d + 1
+    // with d at most WINDOW (no delimiter), too; pos + PAIR_READ <=
+    // data.len().
     let ([value1, value2], ok) = unsafe {
         L::tenths_pair(
-            [load(data, pos + n1 - 8), load(data, pos + n2 - 8)],
+            [load(data, pos + n1 - 7), load(data, pos + n2 - 7)],
             [n1.wrapping_sub(d1 + 1), n2.wrapping_sub(d2 + 1)],
             [
                 *data.get_unchecked(pos + d1 + 1),

@@ -18,20 +18,28 @@ pub(crate) fn parse_tenths(word: u64) -> Option<(i64, usize)> {
     if len == 0 || len >= 8 {
         return None;
     }
-    // The value's bytes moved to the top of the word, as if it ended just
-    // before a newline.
-    let value = parse_tenths_ending(word << (64 - 8 * len), len, word as u8)?;
+    // The value and its newline moved to the top of the word.
+    let value = parse_tenths_ending(word << (8 * (7 - len)), len, word as u8)?;
     Some((value, len + 1))
 }
 
 /// What a value of one length and sign must look like in the word that
-/// ends before its newline, as three words that check all its bytes at
-/// once, and the digits' low nibbles (tens, units, fraction in bytes 4, 5,
-/// 7: a digit that is not there is 0) and their signed weights.
+/// ends with its newline, as three words that check all its bytes and the
+/// newline at once, and the digits' low nibbles (tens, units, fraction in
+/// bytes 3, 4, 6: a digit that is not there is 0) and their signed
+/// weights.
+///
+/// The newline is checked because the loop that knows where records end
+/// finds their ends as newline *or quote* bytes, and not past its window
+/// (see [`super::lanes::Lanes::classify`]): a record that holds a quote
+/// ends, to it, at the quote, and fails here or on its key; a record that
+/// ends past the window is read as ending at the window's last byte, or
+/// its first past the window, and fails here unless that byte is its
+/// newline.
 ///
 /// The check: `y = (word ^ expect) & mask` makes each digit byte its
 /// digit's value (0 to 9 for a digit, more for anything else) and each
-/// fixed byte (point, sign) 0 if it is the one expected; adding `add`
+/// fixed byte (point, sign, newline) 0 if it is the one expected; adding `add`
 /// (0x76 to a digit byte, 0x7F to a fixed byte) sets a byte's high bit
 /// exactly when it is wrong, and `y`'s own high bit catches what would
 /// carry out of the byte. Bytes outside the value are masked to 0 and
@@ -47,9 +55,11 @@ struct Shape {
     expect: u64,
     mask: u64,
     add: u64,
-    /// The weight of each digit byte, signed: tens (byte 4) 100, units
-    /// (5) 10, fraction (7) 1, negated for a negative value, 0 for every
-    /// other byte (see [`tenths_pair_avx2`]).
+    /// The weight of each digit byte of the word shifted up a byte (the
+    /// newline out, the digits where `maddubs` sums them into one 32-bit
+    /// lane), signed: tens (byte 4) 100, units (5) 10, fraction (7) 1,
+    /// negated for a negative value, 0 for every other byte (see
+    /// [`tenths_pair_avx2`]).
     weights: u64,
     nibbles: u64,
 }
@@ -77,17 +87,17 @@ static SHAPES: [Shape; 2 * LENGTHS] = {
         let (len, neg) = (i / 2, i % 2 == 1);
         let int_digits = len as i64 - 2 - neg as i64;
         if int_digits == 1 || int_digits == 2 {
-            // Byte 7 the fraction, 6 the point, 5 (and 4) the integer
-            // digits, then the sign.
-            let first = 8 - len;
-            let mut digits = 0xFFu64 << 56;
+            // Byte 7 the newline, 6 the fraction, 5 the point, 4 (and 3)
+            // the integer digits, then the sign.
+            let first = 7 - len;
+            let mut digits = 0xFFu64 << 48;
             let mut b = first + neg as usize;
-            while b < 6 {
+            while b < 5 {
                 digits |= 0xFF << (8 * b);
                 b += 1;
             }
-            let mut fixed = 0xFFu64 << 48;
-            let mut expect = (b'.' as u64) << 48;
+            let mut fixed = (0xFFu64 << 40) | (0xFF << 56);
+            let mut expect = ((b'.' as u64) << 40) | ((b'\n' as u64) << 56);
             if neg {
                 fixed |= 0xFF << (8 * first);
                 expect |= (b'-' as u64) << (8 * first);
@@ -96,7 +106,7 @@ static SHAPES: [Shape; 2 * LENGTHS] = {
                 expect: expect | (ZEROS & digits),
                 mask: digits | fixed,
                 add: (0x7676_7676_7676_7676 & digits) | (0x7F7F_7F7F_7F7F_7F7F & fixed),
-                weights: weights(digits, neg),
+                weights: weights(digits << 8, neg),
                 nibbles: digits & 0x0F0F_0F0F_0F0F_0F0F,
             };
         }
@@ -123,14 +133,14 @@ const fn weights(digits: u64, neg: bool) -> u64 {
 }
 
 /// [`parse_tenths`] for a value whose length is known: `len` bytes that
-/// end just before a newline, `word` the 8 bytes before that newline
-/// (the value right-aligned, what precedes it ignored), `first` the
-/// value's first byte (where a sign would be). The loop that
+/// end just before a newline, `word` the 8 bytes that end with that
+/// newline (the value before it, what precedes the value ignored),
+/// `first` the value's first byte (where a sign would be). The loop that
 /// knows where each record ends (from its window's masks) reads the value
 /// this way: the length and sign pick the value's shape from a small
-/// table, and the digits always sit in the same bytes (tens 4, units 5,
-/// fraction 7), so there is no search for the point and no shift that
-/// depends on it.
+/// table, and the digits always sit in the same bytes (tens 3, units 4,
+/// fraction 6), so there is no search for the point and no shift that
+/// depends on it. A word whose last byte is not a newline is no value.
 #[inline(always)]
 pub(crate) fn parse_tenths_ending(word: u64, len: usize, first: u8) -> Option<i64> {
     // SAFETY: the length is clamped below LENGTHS.
@@ -154,7 +164,7 @@ pub(crate) unsafe fn tenths_ending(word: u64, len: usize, first: u8) -> (i64, bo
     let shape = unsafe { SHAPES.get_unchecked(2 * len + usize::from(neg)) };
     let y = (word ^ shape.expect) & shape.mask;
     let bad = (y | y.wrapping_add(shape.add)) & HIGH;
-    let aligned = (word & shape.nibbles) >> 24;
+    let aligned = (word & shape.nibbles) >> 16;
     let abs = (aligned.wrapping_mul(0x640A_0001) >> 32) & 0x3FF;
     let sign = -i64::from(neg);
     ((abs as i64 ^ sign) - sign, bad == 0)
@@ -271,7 +281,7 @@ pub(crate) unsafe fn tenths_pair_avx2(
     use std::arch::x86_64::{
         __m128i, _mm_add_epi64, _mm_and_si128, _mm_extract_epi32, _mm_load_si128, _mm_madd_epi16,
         _mm_maddubs_epi16, _mm_or_si128, _mm_set1_epi16, _mm_set1_epi8, _mm_set_epi64x,
-        _mm_testz_si128, _mm_xor_si128,
+        _mm_slli_epi64, _mm_testz_si128, _mm_xor_si128,
     };
     // SAFETY: each length is taken modulo 256, so each index is below
     // 256 * 256; kinds are at most NONE < KIND_STRIDE, so
@@ -296,7 +306,9 @@ pub(crate) unsafe fn tenths_pair_avx2(
     // The digits' values (the low nibbles) times their signed weights,
     // summed: the values with their signs, no branch or select for the
     // sign.
-    let by_place = _mm_maddubs_epi16(_mm_and_si128(word, _mm_set1_epi8(0x0F)), weights);
+    // Shifted up a byte, each word's digits are in its upper 32 bits.
+    let digits = _mm_and_si128(_mm_slli_epi64::<8>(word), _mm_set1_epi8(0x0F));
+    let by_place = _mm_maddubs_epi16(digits, weights);
     let sums = _mm_madd_epi16(by_place, _mm_set1_epi16(1));
     let values = [_mm_extract_epi32::<1>(sums), _mm_extract_epi32::<3>(sums)];
     (values.map(i64::from), ok)
@@ -404,10 +416,13 @@ mod tests {
         let mut next = xorshift(0x2545_F491_4F6C_DD1D);
         let mut word = || {
             let r = next();
-            let mut bytes = bytes_from(r, b"0123456789.-;\n\x00\xff", 3);
-            // Often a point where a value has one.
+            let mut bytes = bytes_from(r, b"0123456789.-;\n\"\x00\xff", 3);
+            // Often a point where a value has one, and a newline after it.
             if r & 0x30000 != 0 {
-                bytes[6] = b'.';
+                bytes[5] = b'.';
+            }
+            if r & 0xC0000 != 0 {
+                bytes[7] = b'\n';
             }
             u64::from_le_bytes(bytes)
         };
@@ -434,7 +449,7 @@ mod tests {
                 // A value's first byte, as the loop reads it (a byte
                 // before the word for a value too long to be one).
                 let first = |w: u64, len: usize| match len {
-                    1..=8 => (w >> (8 * (8 - len))) as u8,
+                    1..=7 => (w >> (8 * (7 - len))) as u8,
                     _ => b'-',
                 };
                 let firsts = [first(words[0], lens[0]), first(words[1], lens[1])];
@@ -478,22 +493,24 @@ mod tests {
                 String::from_utf8_lossy(&bytes)
             );
             // The same bytes, as the value before a newline: the `len`
-            // bytes at the end of the word.
-            for len in 0..=8 {
-                let mut text = bytes[8 - len..].to_vec();
-                text.push(b'\n');
+            // bytes before the word's last, which is the newline, or, when
+            // `r` says, a quote (no value then).
+            let mut ending = bytes;
+            ending[7] = if (r >> 61) & 3 == 0 { b'"' } else { b'\n' };
+            for len in 0..=7 {
+                let mut text = ending[7 - len..].to_vec();
                 text.resize(8, b'x');
-                let want = if text[..len].contains(&b'\n') {
+                let want = if text[..len].contains(&b'\n') || ending[7] != b'\n' {
                     None
                 } else {
                     reference(text[..8].try_into().unwrap_or(&[0; 8])).map(|(v, _)| v)
                 };
-                let first = if len == 0 { b'\n' } else { bytes[8 - len] };
+                let first = if len == 0 { ending[7] } else { ending[7 - len] };
                 assert_eq!(
-                    parse_tenths_ending(u64::from_le_bytes(bytes), len, first),
+                    parse_tenths_ending(u64::from_le_bytes(ending), len, first),
                     want,
                     "{:?} {len}",
-                    String::from_utf8_lossy(&bytes)
+                    String::from_utf8_lossy(&ending)
                 );
             }
         }
