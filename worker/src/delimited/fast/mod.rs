@@ -575,8 +575,9 @@ unsafe fn window_pair<L: Lanes>(
     pat: &Patterns,
     table: &FastTable,
 ) -> Option<([Pending<L::Key>; 2], usize)> {
-    // A value is read as the 8 bytes before its newline: from the ninth
-    // byte on, those are all in `data`.
+    // A value is read as the 8 bytes that end with its newline: from the
+    // eighth byte on, those are all in `data` (8 keeps the bound of the
+    // word-before-the-newline reading this replaced; one byte is spare).
     if pos < 8 || pos > last {
         return None;
     }
