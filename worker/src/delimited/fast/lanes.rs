@@ -78,7 +78,7 @@ pub(crate) trait Lanes: Copy {
     /// [`tenths_ending`] of a window's two values: their values and
     /// whether both are values of the shape. A length is the distance from
     /// a delimiter to the newline after it, less one, and wraps (is
-    /// `usize::MAX - 63` or more) where the delimiter is not before the
+    /// `usize::MAX - 64` or more) where the delimiter is not before the
     /// newline: no value then.
     ///
     /// # Safety

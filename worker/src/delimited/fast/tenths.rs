@@ -30,12 +30,11 @@ pub(crate) fn parse_tenths(word: u64) -> Option<(i64, usize)> {
 /// weights.
 ///
 /// The newline is checked because the loop that knows where records end
-/// finds their ends as newline *or quote* bytes, and not past its window
-/// (see [`super::lanes::Lanes::classify`]): a record that holds a quote
-/// ends, to it, at the quote, and fails here or on its key; a record that
-/// ends past the window is read as ending at the window's last byte, or
-/// its first past the window, and fails here unless that byte is its
-/// newline.
+/// finds their ends as newline *or quote* bytes, and only inside its
+/// window (see [`super::lanes::Lanes::classify`]): a record that holds a
+/// quote ends, to it, at the quote, and fails here or on its key; a
+/// second record with no end in the window is read as ending at the first
+/// byte past it, and fails here unless that byte is its newline.
 ///
 /// The check: `y = (word ^ expect) & mask` makes each digit byte its
 /// digit's value (0 to 9 for a digit, more for anything else) and each
@@ -179,7 +178,8 @@ const KINDS: [usize; 4] = [6, 8, 9, 11];
 /// The kind of no value: its row in [`PAIRS`] fails every word.
 const NONE: u8 = KINDS.len() as u8;
 
-/// Kinds per [`PAIRS`] row index step: `row = 8 * kind1 + kind2`.
+/// [`PAIRS`]' rows per first kind: `row = KIND_STRIDE * kind1 + kind2`
+/// (a power of two above every kind, [`NONE`] included).
 const KIND_STRIDE: usize = 8;
 
 /// `KIND_OF[256 * (len % 256) + first]`: the kind of a value of `len`
@@ -284,8 +284,8 @@ pub(crate) unsafe fn tenths_pair_avx2(
         _mm_slli_epi64, _mm_testz_si128, _mm_xor_si128,
     };
     // SAFETY: each length is taken modulo 256, so each index is below
-    // 256 * 256; kinds are at most NONE < KIND_STRIDE, so
-    // the row is in PAIRS; a row is 64-byte aligned, each field 16.
+    // 256 * 256; kinds are at most NONE < KIND_STRIDE, so the row is in
+    // PAIRS; a row is 64-byte aligned, so each of its fields is 16.
     let [expect, mask, add, weights] = unsafe {
         let kind = |i: usize| {
             usize::from(*KIND_OF.get_unchecked(256 * (lens[i] & 0xFF) + usize::from(firsts[i])))
