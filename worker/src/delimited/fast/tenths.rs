@@ -188,7 +188,7 @@ const KIND_STRIDE: usize = 8;
 /// others, so the sign needs no comparison of its own). Every length of
 /// a byte has a row (64 KiB, of which three lines are read), so that a
 /// length that wrapped because a record's delimiter was not before its
-/// newline (from 192 on, taken modulo 256) is no value: the loop need
+/// newline (from 191 on, taken modulo 256) is no value: the loop need
 /// not compare their places.
 static KIND_OF: [u8; 256 * 256] = {
     let mut t = [NONE; 256 * 256];
@@ -265,7 +265,7 @@ static PAIRS: [PairShape; KIND_STRIDE * KIND_STRIDE] = {
 /// whether both are.
 ///
 /// Lengths as [`super::lanes::Lanes::tenths_pair`] takes them: below
-/// [`LENGTHS`], or wrapped (`usize::MAX - 64` or more, 192 to 255 modulo
+/// [`LENGTHS`], or wrapped (`usize::MAX - 64` or more, 191 to 255 modulo
 /// 256: no value's).
 ///
 /// # Safety
