@@ -384,7 +384,8 @@ unsafe fn scan_as<L: Lanes, const SQUARES: bool, E>(
     Ok(Scan::Done(pos.min(data.len())))
 }
 
-// `window_pair` hands `tenths_ending` value lengths below the window's size.
+// `window_single` hands `tenths_ending` value lengths below the window's
+// size (`window_pair`'s may wrap, and `Lanes::tenths_pair` takes them so).
 const _: () = assert!(WINDOW <= tenths::LENGTHS);
 
 /// Bytes [`pairs`] may read from a window's start: the window, then a key
