@@ -4,8 +4,9 @@
 usage: report.py [--results bench/results] [--out BENCHMARKS.md]
 
 Reads, from the results folder: meta.tsv (command, versions, data files),
-q1.json ... q4.json (tally, duckdb, polars) and q1-workers.json (j1, j2),
-in hyperfine's JSON as bench/alternate.py writes it, startup.json
+q1.json ... q4.json (tally, duckdb, polars) and q1-workers.json (j1, j2;
+k1, k2: the kernel alone in one and two processes), in hyperfine's JSON
+as bench/alternate.py writes it, startup.json
 (hyperfine), memory.tsv, and the query outputs *.out to check that the
 tools agree. Any of them may be missing; its section is left out.
 """
@@ -275,14 +276,30 @@ def workers_section(lines, results):
     j1, j2 = data["j1"]["median"], data["j2"]["median"]
     lines.append("### Scaling: tally on Q1 with 1 and 2 workers")
     lines.append("")
-    lines.append("| workers | median (s) | mean ± sd (s) |")
+    lines.append("| command | median (s) | mean ± sd (s) |")
     lines.append("|---|---:|---:|")
-    for key, label in (("j1", "`-j1`"), ("j2", "`-j2`")):
-        r = data[key]
-        lines.append(f"| {label} | {secs(r['median'])} | {secs(r['mean'])} ± {r['stddev']:.3f} |")
+    rows = (
+        ("j1", "tally `-j1`"),
+        ("j2", "tally `-j2`"),
+        ("k1", "the kernel alone, one process, whole file"),
+        ("k2", "the kernel alone, two processes side by side, a half each"),
+    )
+    for key, label in rows:
+        r = data.get(key)
+        if r:
+            lines.append(f"| {label} | {secs(r['median'])} | {secs(r['mean'])} ± {r['stddev']:.3f} |")
     lines.append("")
     if j1 and j2:
         lines.append(f"Speed-up from 1 to 2 workers: **{j1 / j2:.2f}×** (ideal 2×).")
+    k1 = data.get("k1", {}).get("median")
+    k2 = data.get("k2", {}).get("median")
+    if k1 and k2 and j1 and j2:
+        lines.append(
+            f"The same from one process to two of the kernel alone "
+            f"(`worker/examples/scan_file`: no coordinator, no pipes, no merge; "
+            f"what this machine gives for a second core on this scan): **{k1 / k2:.2f}×**. "
+            f"tally's speed-up is {(j1 / j2) / (k1 / k2) * 100:.0f}% of it."
+        )
     lines.append("")
 
 

@@ -65,8 +65,10 @@ build_tally() {
     fi
     log "building tally (release)"
     cargo build --release
+    cargo build --release -p tally-worker --example scan_file
     local target=${CARGO_TARGET_DIR:-target}
     TALLY=$target/release/tally
+    SCAN_FILE=$target/release/examples/scan_file
     [ -x "$TALLY" ] || die "no tally binary at $TALLY after the build"
 }
 
@@ -153,10 +155,24 @@ run_query() {
 
 run_workers() {
     local file=$DATA/q1.txt
-    log "q1: tally -j1 vs -j2"
+    # What the machine gives for a second core, without tally's coordinator:
+    # the kernel alone (worker/examples/scan_file) in one process on the
+    # whole file, and in two processes side by side on its halves. Only
+    # when this script built tally (the example is built with it).
+    local kernel=()
+    if [ -n "${SCAN_FILE:-}" ] && [ -x "$SCAN_FILE" ]; then
+        local s f
+        s=$(q "$SCAN_FILE")
+        f=$(q "$file")
+        kernel=(-n k1 "$s $f file"
+            -n k2 "$s $f file 0/2 & $s $f file 1/2 & wait")
+        log "q1: tally -j1 vs -j2; the kernel alone in one process vs two"
+    else
+        log "q1: tally -j1 vs -j2 (TALLY given: no kernel-alone ceiling)"
+    fi
     python3 bench/alternate.py --warmup 1 --runs "$RUNS" \
         --export-json "$RESULTS/q1-workers.json" \
-        -n j1 "$(tally_cmd q1 "$file" -j1)" -n j2 "$(tally_cmd q1 "$file" -j2)"
+        -n j1 "$(tally_cmd q1 "$file" -j1)" -n j2 "$(tally_cmd q1 "$file" -j2)" "${kernel[@]}"
 }
 
 run_startup() {

@@ -5,11 +5,16 @@
 //! where the criterion benchmarks use a synthetic chunk held in memory.
 //!
 //! ```sh
-//! cargo run --release -p tally-worker --example scan_file -- FILE [file|hot]
+//! cargo run --release -p tally-worker --example scan_file -- FILE [file|hot] [PART/PARTS]
 //! ```
 //!
 //! `file` (the default) reads the file in 16 MiB tasks as a worker does;
 //! `hot` runs the first 16 MiB task as many times, with the chunk in cache.
+//! `PART/PARTS` (`file` only) reads only the PART-th (from 0) of PARTS
+//! equal byte ranges of the file: PARTS of these processes side by side
+//! are the kernel on PARTS cores with no coordinator, pipes or merging,
+//! which `bench/run.sh` times against one process on the whole file to
+//! show what the machine itself gives for a second core.
 
 use std::error::Error;
 use std::time::Instant;
@@ -21,8 +26,17 @@ const CHUNK: u64 = 16 << 20;
 
 fn main() -> Result<(), Box<dyn Error>> {
     let mut args = std::env::args().skip(1);
-    let path = args.next().ok_or("usage: scan_file FILE [file|hot]")?;
+    let usage = "usage: scan_file FILE [file|hot] [PART/PARTS]";
+    let path = args.next().ok_or(usage)?;
     let mode = args.next().unwrap_or_else(|| "file".into());
+    let (part, parts) = match args.next() {
+        None => (0, 1),
+        Some(p) => p
+            .split_once('/')
+            .and_then(|(a, b)| Some((a.parse::<u64>().ok()?, b.parse::<u64>().ok()?)))
+            .filter(|&(a, b)| a < b)
+            .ok_or(usage)?,
+    };
     let mut query = QuerySpec::one_brc();
     // As `tally run FILE --delimiter ';' --no-header` reads it (bench/run.sh's
     // Q1): quoting on, with `"`, the CLI's default.
@@ -31,11 +45,15 @@ fn main() -> Result<(), Box<dyn Error>> {
     let kernel = registry.get("delimited").ok_or("no delimited kernel")?;
     let mut prepared = kernel.prepare(&query).map_err(|e| e.message)?;
     let len = std::fs::metadata(&path)?.len();
+    // A task takes the records that start in its range (as in a worker):
+    // the parts together take each record once.
+    let (from, to) = (len * part / parts, len * (part + 1) / parts);
     let ranges: Vec<(u64, u64)> = match mode.as_str() {
-        "file" => (0..len.div_ceil(CHUNK))
-            .map(|i| (i * CHUNK, ((i + 1) * CHUNK).min(len)))
+        "file" => (0..(to - from).div_ceil(CHUNK))
+            .map(|i| (from + i * CHUNK, (from + (i + 1) * CHUNK).min(to)))
             .collect(),
-        "hot" => vec![(0, CHUNK.min(len)); len.div_ceil(CHUNK) as usize],
+        "hot" if parts == 1 => vec![(0, CHUNK.min(len)); len.div_ceil(CHUNK) as usize],
+        "hot" => return Err("PART/PARTS is for `file` only".into()),
         other => return Err(format!("unknown mode `{other}` (file or hot)").into()),
     };
     let started = Instant::now();
