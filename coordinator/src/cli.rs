@@ -80,7 +80,8 @@ pub struct RunArgs {
     #[arg(long)]
     pub columns: Option<String>,
     /// Chunk size (e.g. 32M, 512K); each file's last two chunk lengths go
-    /// in eighths. Smaller chunks balance better and cost more messages.
+    /// in eighths, the last few pieces smaller still. Smaller chunks
+    /// balance better and cost more messages.
     /// Output never depends on -j; only the last digits of var/stddev can
     /// change with the chunk size.
     #[arg(long, default_value = "32M")]

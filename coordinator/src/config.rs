@@ -161,6 +161,6 @@ pub struct RunConfig {
 /// merged by the coordinator (one entry per group), so with many groups
 /// smaller chunks cost more than they balance: Q2 (10,000 groups) at -j2,
 /// 0.344 s in 16 MiB chunks, 0.312 s in 32 MiB (Q1, 413 groups: 0.235 and
-/// 0.228 s). The end of each file still goes in 4 MiB pieces (see the
-/// planner), so the workers finish together.
+/// 0.228 s). The end of each file still goes in 4 MiB pieces and smaller
+/// (see the planner), so the workers finish together.
 pub const DEFAULT_CHUNK_SIZE: u64 = 32 << 20;
