@@ -79,12 +79,12 @@ pub struct RunArgs {
     /// Column names for header-less files, comma-separated.
     #[arg(long)]
     pub columns: Option<String>,
-    /// Chunk size (e.g. 32M, 512K); each file's last two chunk lengths go
+    /// Chunk size (e.g. 64M, 512K); each file's last two chunk lengths go
     /// in eighths, the last few pieces smaller still. Smaller chunks
     /// balance better and cost more messages.
     /// Output never depends on -j; only the last digits of var/stddev can
     /// change with the chunk size.
-    #[arg(long, default_value = "32M")]
+    #[arg(long, default_value = "64M")]
     pub chunk_size: String,
     /// Output format [default: table on a terminal, else csv].
     #[arg(long, value_enum)]

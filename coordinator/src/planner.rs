@@ -5,7 +5,7 @@
 //! output bytes do not depend on how many workers ran.
 //!
 //! The end of each file is cut finer: its last [`TAPER_CHUNKS`] chunk
-//! lengths go in pieces of an eighth of a chunk (4 MiB at the default
+//! lengths go in pieces of an eighth of a chunk (8 MiB at the default
 //! chunk size), and the last of those smaller still, halving down to a
 //! 64th ([`LAST_PIECES`]), so that the workers run out of work at nearly
 //! the same moment instead of all but one waiting for the last full chunk
@@ -35,17 +35,17 @@ pub struct Chunk {
 /// Chunk lengths at the end of each file that are cut finer.
 pub const TAPER_CHUNKS: u64 = 2;
 
-/// Size of the pieces there, in 64ths of a chunk: an eighth, 4 MiB at the
+/// Size of the pieces there, in 64ths of a chunk: an eighth, 8 MiB at the
 /// default chunk size.
 const TAPER_PIECE: u64 = 8;
 
 /// Sizes of a file's last pieces, in 64ths of a chunk, in order: a worker
 /// holds its running task and one queued behind it, so the work still
-/// held when the others run dry is about the last two pieces. In eighths
-/// throughout, one worker of two sent its last result 1.6 ms after the
-/// other (median of 15 Q1 runs at `-j2`); in 32nds throughout, 0.9 ms,
-/// for 48 more tasks. These six take the end down to a 64th (512 KiB)
-/// for 5 more tasks than eighths.
+/// held when the others run dry is about the last two pieces. With 32 MiB
+/// chunks in eighths throughout, one worker of two sent its last result
+/// 1.6 ms after the other (median of 15 Q1 runs at `-j2`); in 32nds
+/// throughout, 0.9 ms, for 48 more tasks; with these six, which take the
+/// end down to a 64th (512 KiB) for 5 more tasks than eighths, 0.6 ms.
 const LAST_PIECES: [u64; 6] = [4, 4, 2, 2, 1, 1];
 
 /// One input file as the plan cuts it.
@@ -311,7 +311,7 @@ mod tests {
         let mut want = vec![20; 8];
         want.extend([2, 8, 8, 8, 4, 4, 2, 2, 1, 1]);
         assert_eq!(sizes, want);
-        // At the default chunk size: 4 MiB pieces, then down to 512 KiB.
+        // At 32 MiB chunks: 4 MiB pieces, then down to 512 KiB.
         let mib = 1 << 20;
         let tail = Tail::new(64 * mib, 32 * mib);
         let tail_sizes: Vec<u64> = (0..tail.count())
