@@ -276,8 +276,8 @@ def workers_section(lines, results):
     j1, j2 = data["j1"]["median"], data["j2"]["median"]
     lines.append("### Scaling: tally on Q1 with 1 and 2 workers")
     lines.append("")
-    lines.append("| command | median (s) | mean ± sd (s) |")
-    lines.append("|---|---:|---:|")
+    lines.append("| command | median (s) | mean ± sd (s) | runs |")
+    lines.append("|---|---:|---:|---:|")
     rows = (
         ("j1", "tally `-j1`"),
         ("j2", "tally `-j2`"),
@@ -287,7 +287,9 @@ def workers_section(lines, results):
     for key, label in rows:
         r = data.get(key)
         if r:
-            lines.append(f"| {label} | {secs(r['median'])} | {secs(r['mean'])} ± {r['stddev']:.3f} |")
+            lines.append(
+                f"| {label} | {secs(r['median'])} | {secs(r['mean'])} ± {r['stddev']:.3f} | {r['runs']} |"
+            )
     lines.append("")
     if j1 and j2:
         lines.append(f"Speed-up from 1 to 2 workers: **{j1 / j2:.2f}×** (ideal 2×).")

@@ -11,6 +11,9 @@
 #   Q3_ROWS    rows of the events CSV                     [10000000]
 #   Q4_ROWS    rows of the 1BRC file, 2,000,000 stations  [10000000]
 #   EXTRAS     also run -j1/-j2, start-up and memory: 1/0 [1]
+#   SCALING_RUNS  timed rounds of -j1/-j2 and the kernel alone [15]
+#              (a second each; a speed-up is a ratio of two noisy
+#              medians, so it gets more rounds than the queries)
 #   TALLY      use this tally binary instead of building one
 #
 # Writes bench/data/ (generated inputs, reused while their spec is
@@ -30,6 +33,7 @@ Q2_ROWS=${Q2_ROWS:-50000000}
 Q3_ROWS=${Q3_ROWS:-10000000}
 Q4_ROWS=${Q4_ROWS:-10000000}
 EXTRAS=${EXTRAS:-1}
+SCALING_RUNS=${SCALING_RUNS:-15}
 
 DATA=bench/data
 RESULTS=bench/results
@@ -43,6 +47,7 @@ for q in $QUERIES; do
     case $q in q1 | q2 | q3 | q4) ;; *) die "unknown query '$q' in QUERIES (use q1 q2 q3 q4)" ;; esac
 done
 case $RUNS in '' | *[!0-9]*) die "RUNS must be a positive integer, got '$RUNS'" ;; esac
+case $SCALING_RUNS in '' | *[!0-9]*) die "SCALING_RUNS must be a positive integer, got '$SCALING_RUNS'" ;; esac
 
 # ---------------------------------------------------------------- tools
 
@@ -170,7 +175,7 @@ run_workers() {
     else
         log "q1: tally -j1 vs -j2 (TALLY given: no kernel-alone ceiling)"
     fi
-    python3 bench/alternate.py --warmup 1 --runs "$RUNS" \
+    python3 bench/alternate.py --warmup 1 --runs "$SCALING_RUNS" \
         --export-json "$RESULTS/q1-workers.json" \
         -n j1 "$(tally_cmd q1 "$file" -j1)" -n j2 "$(tally_cmd q1 "$file" -j2)" "${kernel[@]}"
 }

@@ -48,6 +48,7 @@ pub mod query;
 pub mod run;
 pub mod scheduler;
 pub mod signals;
+mod stdin_writer;
 pub mod stream;
 
 pub use config::{ErrorPolicy, OutputFormat, PoolConfig, RunConfig, WorkerCommand};

@@ -1,10 +1,12 @@
 //! The worker pool: spawns `tally-worker` processes, shakes hands, and turns
 //! each worker's pipes into events on one channel.
 //!
-//! Each worker has three threads: a writer that drains a bounded queue of
-//! messages into the worker's stdin, a reader that always drains its stdout
-//! (so the worker never blocks on a full pipe), and one that forwards its
-//! stderr to ours and keeps the last lines for error messages.
+//! Messages to a worker are written to its stdin by the caller while the
+//! pipe has room, and otherwise queued for a writer thread of its own (see
+//! [`crate::stdin_writer`]); a bounded queue, never a blocked caller. Each
+//! worker also has a reader thread that always drains its stdout (so the
+//! worker never blocks on a full pipe), and one that forwards its stderr to
+//! ours and keeps the last lines for error messages.
 //!
 //! Failures: a worker that exits, closes a pipe, sends a frame that does not
 //! decode (or is over the size limit), or does not answer the handshake in
@@ -21,26 +23,27 @@
 //! pool's user: its late messages are dropped here.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::io::{BufRead, BufReader, BufWriter, Write};
-use std::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, ChildStderr, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{bounded, unbounded, Receiver, RecvTimeoutError, Sender, TrySendError};
+use crossbeam_channel::{bounded, unbounded, Receiver, RecvTimeoutError, Sender};
 use log::{debug, info, warn};
 use tally_protocol::frame::{encode_frame, FrameReader};
 use tally_protocol::{FromWorker, PackedPartial, ToWorker, PROTOCOL_VERSION};
 
 use crate::config::PoolConfig;
 use crate::error::{Error, Result};
+use crate::stdin_writer::{SendError, StdinWriter};
 
 /// A worker's identity within a run; replacements get new ids.
 pub type WorkerId = u64;
 
 /// Lines of a worker's stderr kept for error messages.
 const STDERR_TAIL: usize = 20;
-/// Messages queued for a worker's writer thread.
+/// Messages that may wait for room in a worker's stdin pipe.
 const QUEUE_DEPTH: usize = 16;
 /// Replacements that die before their handshake, in a row, before the pool
 /// stops replacing (the worker binary is broken or speaks another protocol).
@@ -97,7 +100,7 @@ pub struct WorkerInfo {
 
 struct Worker {
     child: Child,
-    tx: Sender<ToWorker>,
+    stdin: StdinWriter,
     stderr_tail: Arc<Mutex<VecDeque<String>>>,
     /// Disconnected when the stderr thread has read the last line.
     stderr_done: Receiver<()>,
@@ -210,32 +213,48 @@ impl WorkerPool {
         };
         enlarge_pipe(&stdout);
         let pid = child.id();
-        let (tx, rx) = bounded(QUEUE_DEPTH);
         let stderr_tail = Arc::new(Mutex::new(VecDeque::new()));
         let (stderr_done_tx, stderr_done) = bounded(0);
-        let spawned = spawn_writer(id, stdin, rx, self.events_tx.clone())
-            .and_then(|_| spawn_reader(id, stdout, self.config.max_frame, self.events_tx.clone()))
-            .and_then(|_| spawn_stderr(pid, stderr, stderr_tail.clone(), stderr_done_tx));
-        if let Err(e) = spawned {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(Error::WorkerStart {
-                command: cmd.display(),
-                reason: format!("cannot start a pipe thread: {e}"),
-            });
-        }
-        // The queue is empty: this cannot fail but for a dead writer, which
-        // the reader reports as lost.
-        let _ = tx.try_send(ToWorker::Hello {
-            protocol_version: PROTOCOL_VERSION,
-            partial_columns: true,
+        let events = self.events_tx.clone();
+        let spawned = StdinWriter::start(
+            format!("worker-{id}-writer"),
+            stdin,
+            QUEUE_DEPTH,
+            move |why| {
+                let _ = events.send(RawEvent(PipeEvent::Broken(id, why, true)));
+            },
+        )
+        .and_then(|stdin| {
+            spawn_reader(id, stdout, self.config.max_frame, self.events_tx.clone())?;
+            spawn_stderr(pid, stderr, stderr_tail.clone(), stderr_done_tx)?;
+            Ok(stdin)
         });
+        let stdin = match spawned {
+            Ok(stdin) => stdin,
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(Error::WorkerStart {
+                    command: cmd.display(),
+                    reason: format!("cannot start a pipe thread: {e}"),
+                });
+            }
+        };
+        // The queue is empty: this cannot fail but for a dead pipe, which
+        // the reader reports as lost.
+        let _ = send_message(
+            &stdin,
+            &ToWorker::Hello {
+                protocol_version: PROTOCOL_VERSION,
+                partial_columns: true,
+            },
+        );
         debug!("spawned worker {id} (pid {pid})");
         self.workers.insert(
             id,
             Worker {
                 child,
-                tx,
+                stdin,
                 stderr_tail,
                 stderr_done,
                 info: None,
@@ -270,20 +289,17 @@ impl WorkerPool {
         self.workers.get(&id).and_then(|w| w.info.as_ref())
     }
 
-    /// Queues a message for a worker. A full queue means the worker stopped
-    /// reading: it is killed and `Err` carries the reason.
+    /// Sends a message to a worker: written to its stdin now, or queued
+    /// when the pipe is full; never blocks. A full queue means the worker
+    /// stopped reading: it is killed and `Err` carries the reason.
     pub fn send(&mut self, id: WorkerId, msg: ToWorker) -> std::result::Result<(), String> {
         let Some(w) = self.workers.get(&id) else {
             return Err(format!("worker {id} is gone"));
         };
-        match w.tx.try_send(msg) {
+        match send_message(&w.stdin, &msg) {
             Ok(()) => Ok(()),
-            Err(TrySendError::Full(_)) => {
-                Err(self.kill(id, "stopped reading its stdin (queue full)"))
-            }
-            Err(TrySendError::Disconnected(_)) => {
-                Err(self.kill(id, "its stdin writer has stopped"))
-            }
+            Err(SendError::Full) => Err(self.kill(id, "stopped reading its stdin (queue full)")),
+            Err(SendError::Closed) => Err(self.kill(id, "its stdin writer has stopped")),
         }
     }
 
@@ -542,19 +558,19 @@ impl WorkerPool {
     /// this process): a run's result does not wait for its workers' exits.
     pub fn shutdown(mut self, grace: Duration) {
         for w in self.workers.values() {
-            let _ = w.tx.try_send(ToWorker::Shutdown);
+            let _ = send_message(&w.stdin, &ToWorker::Shutdown);
         }
         let deadline = Instant::now() + grace;
         let mut exiting = Vec::new();
         for (_, w) in std::mem::take(&mut self.workers) {
             let Worker {
                 mut child,
-                tx,
+                stdin,
                 stderr_done,
                 ..
             } = w;
             // The writer thread sends what is queued, then closes stdin.
-            drop(tx);
+            stdin.close();
             match stderr_done.recv_deadline(deadline) {
                 Err(RecvTimeoutError::Timeout) => {
                     let _ = child.kill();
@@ -694,40 +710,17 @@ fn enlarge_pipe(stdout: &ChildStdout) {
     let _ = stdout;
 }
 
-fn spawn_writer(
-    id: WorkerId,
-    stdin: ChildStdin,
-    rx: Receiver<ToWorker>,
-    events: Sender<RawEvent>,
-) -> std::io::Result<()> {
-    thread::Builder::new()
-        .name(format!("worker-{id}-writer"))
-        .spawn(move || {
-            let mut out = BufWriter::with_capacity(1 << 16, stdin);
-            let mut buf = Vec::new();
-            while let Ok(msg) = rx.recv() {
-                buf.clear();
-                let result = encode_frame(&mut buf, &msg)
-                    .map_err(|e| e.to_string())
-                    .and_then(|_| out.write_all(&buf).map_err(|e| e.to_string()))
-                    .and_then(|_| {
-                        if rx.is_empty() {
-                            out.flush().map_err(|e| e.to_string())
-                        } else {
-                            Ok(())
-                        }
-                    });
-                if let Err(e) = result {
-                    let _ = events.send(RawEvent(PipeEvent::Broken(
-                        id,
-                        format!("stdin write failed: {e}"),
-                        true,
-                    )));
-                    return;
-                }
-            }
-        })
-        .map(|_| ())
+/// Encodes `msg` as a frame and sends it (see [`StdinWriter::send`]). A
+/// message that does not encode is a bug of ours; the worker is given up
+/// as if its pipe had closed.
+fn send_message(stdin: &StdinWriter, msg: &ToWorker) -> std::result::Result<(), SendError> {
+    let mut frame = Vec::new();
+    if let Err(e) = encode_frame(&mut frame, msg) {
+        warn!("cannot encode a message to a worker: {e}");
+        stdin.close();
+        return Err(SendError::Closed);
+    }
+    stdin.send(frame)
 }
 
 fn spawn_reader(
