@@ -24,6 +24,12 @@ use std::process::ChildStdin;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
 
+/// The largest frame the sender writes itself. Tasks and handshakes are a
+/// few hundred bytes; a stream's batches of records (1 MiB) go to the
+/// thread whole, as before: written in the caller, all but the first 64 KiB
+/// would be copied into the queue.
+const DIRECT_MAX: usize = 16 << 10;
+
 /// Why a frame was not sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum SendError {
@@ -100,33 +106,40 @@ impl StdinWriter {
         Ok(StdinWriter { shared })
     }
 
-    /// Sends one frame: written now if nothing is queued and the pipe has
-    /// room, else queued for the thread. Never blocks on the pipe.
+    /// Sends one frame: written now if it is small, nothing is queued and
+    /// the pipe has room, else queued for the thread. Never blocks on the
+    /// pipe.
     pub(crate) fn send(&self, frame: Vec<u8>) -> Result<(), SendError> {
         let mut state = lock(&self.shared.state);
         if state.closed {
             return Err(SendError::Closed);
         }
-        let mut rest = &frame[..];
-        if self.shared.direct && state.queued.is_empty() && !state.writing {
+        let mut written = 0;
+        let direct = self.shared.direct && frame.len() <= DIRECT_MAX;
+        if direct && state.queued.is_empty() && !state.writing {
             let Some(pipe) = state.pipe.clone() else {
                 return Err(SendError::Closed);
             };
-            while !rest.is_empty() {
+            while let Some(rest) = frame.get(written..).filter(|r| !r.is_empty()) {
                 match (&*pipe).write(rest) {
-                    Ok(n) => rest = rest.get(n..).unwrap_or_default(),
+                    Ok(n) => written += n,
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                     // Full (or failing: the thread then reports why).
                     Err(_) => break,
                 }
             }
-            if rest.is_empty() {
+            if written >= frame.len() {
                 return Ok(());
             }
         } else if state.queued.len() >= self.shared.max_queued {
             return Err(SendError::Full);
         }
-        state.queued.push_back(rest.to_vec());
+        // What the pipe did not take; the frame itself when that is all.
+        let rest = match written {
+            0 => frame,
+            n => frame.get(n..).unwrap_or_default().to_vec(),
+        };
+        state.queued.push_back(rest);
         drop(state);
         self.shared.wake.notify_one();
         Ok(())
