@@ -584,3 +584,46 @@ fn follow_reads_a_growing_file_and_sigint_flushes_the_open_window() {
     assert_eq!(status.code(), Some(130), "{status:?}");
     crate::util::assert_no_workers_left(t.tag());
 }
+
+#[test]
+fn a_bad_record_deep_in_a_stream_is_named_by_its_line_and_byte() {
+    // 1.3 MB read in pieces of 256 KiB: the bad record is in a batch far
+    // from the first, and the header line is not a record but counts in
+    // both the line and the byte.
+    let mut input = b"station;temp\n".to_vec();
+    for i in 0..150_000 {
+        input.extend_from_slice(format!("s{};{}.5\n", i % 7, i % 40).as_bytes());
+    }
+    let (line, byte) = (150_002, input.len());
+    input.extend_from_slice(b"no delimiter here\ns1;2.0\n");
+    let args = [
+        "stream",
+        "--header",
+        "-d",
+        ";",
+        "--by",
+        "station",
+        "--agg",
+        "mean(temp)",
+        "--every",
+        "1s",
+        "--batch-size",
+        "4K",
+        "-j",
+        "2",
+    ];
+    let mut t = Tally::new(args.iter());
+    let tag = t.tag().to_string();
+    let mut child = t.spawn_piped();
+    let mut stdin = child.stdin.take().expect("stdin");
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let out = child.wait_with_output().expect("tally output");
+    writer.join().expect("writer");
+    crate::util::assert_no_workers_left(&tag);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a bad record passed: {stderr}");
+    let want = format!("<stdin>:{line} (byte {byte})");
+    assert!(stderr.contains(&want), "wanted `{want}` in: {stderr}");
+}

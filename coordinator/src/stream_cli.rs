@@ -329,13 +329,14 @@ pub fn run(args: &StreamArgs) -> Result<ExitCode> {
             "<stdin>".to_string(),
         ),
     };
-    let mut first_line = 1;
+    let (mut first_line, mut first_byte) = (1, 0);
     let header = if args.header && !args.ndjson {
         let mut line = Vec::new();
         input
             .read_until(b'\n', &mut line)
             .context("reading the header line")?;
         first_line = 2;
+        first_byte = line.len() as u64;
         let (delimiter, quote) = delimiter_and_quote(&args.delimiter, &args.quote)?;
         Some(header_names(&line, delimiter, quote))
     } else {
@@ -343,6 +344,7 @@ pub fn run(args: &StreamArgs) -> Result<ExitCode> {
     };
     let Plan { mut config, titles } = args.plan(header, &name)?;
     config.first_line = first_line;
+    config.first_byte = first_byte;
     let time = match args.time_format {
         TimeFormatArg::Rfc3339 => TimeFormat::Rfc3339,
         TimeFormatArg::Ms => TimeFormat::EpochMs,

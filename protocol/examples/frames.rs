@@ -79,6 +79,7 @@ fn examples() -> Vec<(&'static str, Vec<u8>)> {
             source: Source::Inline {
                 name: "<stdin>".into(),
                 first_line: 1,
+                first_byte: 0,
                 bytes: ByteBuf::from(b"Oslo;-3.5\n".to_vec()),
             },
         },
@@ -156,6 +157,7 @@ fn examples() -> Vec<(&'static str, Vec<u8>)> {
             source: Source::Inline {
                 name: "<stdin>".into(),
                 first_line: 1,
+                first_byte: 0,
                 bytes: ByteBuf::from(b"{\"ts\":1500}\n".to_vec()),
             },
         },

@@ -136,6 +136,7 @@ fn kernel(c: &mut Criterion) {
         let source = Source::Inline {
             name: "bench".into(),
             first_line: 1,
+            first_byte: 0,
             bytes: ByteBuf::from(data),
         };
         let Ok(mut prepared) = kernel.prepare(&q) else {

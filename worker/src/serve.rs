@@ -282,6 +282,7 @@ mod tests {
         Source::Inline {
             name: "<stdin>".into(),
             first_line: 1,
+            first_byte: 0,
             bytes: ByteBuf::from(bytes.to_vec()),
         }
     }

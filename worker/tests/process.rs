@@ -156,6 +156,7 @@ fn inline(bytes: &[u8]) -> Source {
     Source::Inline {
         name: "<test>".into(),
         first_line: 10,
+        first_byte: 0,
         bytes: ByteBuf::from(bytes.to_vec()),
     }
 }

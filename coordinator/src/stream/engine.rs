@@ -249,6 +249,7 @@ impl Engine {
                 source: Source::Inline {
                     name: self.config.name.clone(),
                     first_line: held.batch.first_line,
+                    first_byte: held.batch.first_byte,
                     bytes: serde_bytes::ByteBuf::from(held.batch.bytes.clone()),
                 },
             };

@@ -126,6 +126,8 @@ pub struct StreamConfig {
     pub name: String,
     /// Line number of the first record pushed (2 after a header line).
     pub first_line: u64,
+    /// Byte offset of the first record pushed (past a header line).
+    pub first_byte: u64,
 }
 
 /// Default batch size: 1 MiB (fewer messages; at 20 M records/s a batch
@@ -157,6 +159,7 @@ impl StreamConfig {
             on_error: ErrorPolicy::Fail,
             name: "<stream>".into(),
             first_line: 1,
+            first_byte: 0,
         }
     }
 
@@ -324,7 +327,7 @@ impl StreamHandle {
             .then_some(config.linger.max(Duration::from_millis(1))),
             max_record: config.max_record,
         };
-        let cutter = RecordCutter::new(quote, config.first_line);
+        let cutter = RecordCutter::new(quote, config.first_line, config.first_byte);
         let batch_clock = clock.clone();
         let batcher = std::thread::Builder::new()
             .name("tally-batcher".into())

@@ -25,6 +25,8 @@ pub struct Batch {
     pub bytes: Vec<u8>,
     /// Line number of the first record, for error messages.
     pub first_line: u64,
+    /// Byte offset of the first record in the input, for error messages.
+    pub first_byte: u64,
     /// Processing time at which the batch was cut, ms since the epoch.
     pub stamp_ms: i64,
 }
@@ -52,12 +54,16 @@ pub struct RecordCutter {
     complete: usize,
     /// Line number of `buf[0]`.
     line: u64,
+    /// Byte offset of `buf[0]` in the input.
+    byte: u64,
 }
 
 impl RecordCutter {
     /// A cutter; `quote` is the CSV quote byte (`None` for NDJSON and
     /// quote-less text).
-    pub fn new(quote: Option<u8>, first_line: u64) -> Self {
+    /// `first_line` and `first_byte` are where the first byte fed sits in
+    /// the input (line 2 and past the header after a header line).
+    pub fn new(quote: Option<u8>, first_line: u64, first_byte: u64) -> Self {
         RecordCutter {
             quote,
             buf: Vec::new(),
@@ -65,6 +71,7 @@ impl RecordCutter {
             in_quotes: false,
             complete: 0,
             line: first_line,
+            byte: first_byte,
         }
     }
 
@@ -131,24 +138,26 @@ impl RecordCutter {
         self.buf.len()
     }
 
-    /// Takes the whole records (all bytes when `all`, at end of input), or
-    /// `None` when there are none.
-    pub fn cut(&mut self, all: bool) -> Option<(Vec<u8>, u64)> {
+    /// Takes the whole records (all bytes when `all`, at end of input), with
+    /// the line number and byte offset of the first; `None` when there are
+    /// none.
+    pub fn cut(&mut self, all: bool) -> Option<(Vec<u8>, u64, u64)> {
         let at = if all { self.buf.len() } else { self.complete };
         if at == 0 {
             return None;
         }
         let rest = self.buf.split_off(at);
         let batch = std::mem::replace(&mut self.buf, rest);
-        let first_line = self.line;
+        let (first_line, first_byte) = (self.line, self.byte);
         // A plain loop: vectorised, much faster than a memchr per line.
         self.line += batch.iter().filter(|&&b| b == b'\n').count() as u64;
+        self.byte += batch.len() as u64;
         self.scanned -= at;
         self.complete = 0;
         if all {
             self.in_quotes = false;
         }
-        Some((batch, first_line))
+        Some((batch, first_line, first_byte))
     }
 }
 
@@ -229,10 +238,11 @@ fn send(
     all: bool,
     clock: &Clock,
 ) -> Result<(), String> {
-    if let Some((bytes, first_line)) = cutter.cut(all) {
+    if let Some((bytes, first_line, first_byte)) = cutter.cut(all) {
         let batch = Batch {
             bytes,
             first_line,
+            first_byte,
             stamp_ms: clock.now_ms(),
         };
         output.send(Item::Batch(batch)).map_err(|_| String::new())?;
@@ -277,19 +287,19 @@ mod tests {
 
     #[test]
     fn cuts_at_record_ends_outside_quotes() {
-        let mut c = RecordCutter::new(Some(b'"'), 1);
+        let mut c = RecordCutter::new(Some(b'"'), 1, 0);
         c.feed(b"a,1\nb,\"x");
         assert_eq!(c.complete_len(), 4);
         c.feed(b"\ny\",2\nc,");
         // The quoted newline is not a record end.
         assert_eq!(c.complete_len(), 14);
-        let (batch, line) = c.cut(false).unwrap();
+        let (batch, line, byte) = c.cut(false).unwrap();
         assert_eq!(batch, b"a,1\nb,\"x\ny\",2\n");
-        assert_eq!(line, 1);
+        assert_eq!((line, byte), (1, 0));
         assert_eq!(c.cut(false), None);
         c.feed(b"3\n");
-        let (batch, line) = c.cut(false).unwrap();
-        assert_eq!((batch.as_slice(), line), (&b"c,3\n"[..], 4));
+        let (batch, line, byte) = c.cut(false).unwrap();
+        assert_eq!((batch.as_slice(), line, byte), (&b"c,3\n"[..], 4, 14));
         c.feed(b"tail");
         assert_eq!(c.cut(false), None);
         assert_eq!(c.cut(true).unwrap().0, b"tail");
@@ -297,7 +307,7 @@ mod tests {
 
     #[test]
     fn without_quotes_the_last_newline_ends() {
-        let mut c = RecordCutter::new(None, 1);
+        let mut c = RecordCutter::new(None, 1, 0);
         c.feed(b"1\n2\n3");
         assert_eq!(c.cut(false).unwrap().0, b"1\n2\n");
         c.feed(b"\"4\n");
@@ -327,7 +337,7 @@ mod tests {
             run_batcher(
                 in_rx,
                 out_tx,
-                RecordCutter::new(None, 1),
+                RecordCutter::new(None, 1, 0),
                 rules,
                 Clock::new(),
             )
@@ -341,11 +351,11 @@ mod tests {
         let third = out_rx.recv().unwrap();
         t.join().unwrap().unwrap();
         let bytes = |i: Item| match i {
-            Item::Batch(b) => (b.bytes, b.first_line),
+            Item::Batch(b) => (b.bytes, b.first_line, b.first_byte),
             Item::Heartbeat(_) => panic!("heartbeat"),
         };
-        assert_eq!(bytes(first), (b"1234\n5678\n".to_vec(), 1));
-        assert_eq!(bytes(second), (b"9\n".to_vec(), 3));
-        assert_eq!(bytes(third), (b"x".to_vec(), 4));
+        assert_eq!(bytes(first), (b"1234\n5678\n".to_vec(), 1, 0));
+        assert_eq!(bytes(second), (b"9\n".to_vec(), 3, 10));
+        assert_eq!(bytes(third), (b"x".to_vec(), 4, 12));
     }
 }

@@ -143,6 +143,7 @@ impl PreparedQuery for Delimited {
             Source::Inline {
                 name,
                 first_line,
+                first_byte,
                 bytes,
             } => {
                 let columns = self.listed.clone()?;
@@ -150,6 +151,7 @@ impl PreparedQuery for Delimited {
                     data: bytes,
                     name,
                     first_line: *first_line,
+                    first_byte: *first_byte,
                     start: 0,
                     end: bytes.len(),
                     start_in_quotes: false,
@@ -199,6 +201,7 @@ impl PreparedQuery for Delimited {
                     data: file.bytes(),
                     name: path,
                     first_line: 1,
+                    first_byte: 0,
                     start: usize::try_from(*start).unwrap_or(usize::MAX),
                     end: usize::try_from(*end).unwrap_or(usize::MAX),
                     start_in_quotes: *start_in_quotes,
@@ -237,6 +240,8 @@ struct Task<'a> {
     name: &'a str,
     /// Line number of `data[0]`.
     first_line: u64,
+    /// Byte offset of `data[0]` in the whole input.
+    first_byte: u64,
     /// The owned range.
     start: usize,
     end: usize,
@@ -415,7 +420,7 @@ fn read_records(
         value_names: query.value_columns(),
         aggregator: Aggregator::with_table(columns, squares, kept.general.take()),
         masked: MaskedPlan::new(columns, squares),
-        locator: Locator::new(task.name, data, task.first_line),
+        locator: Locator::new(task.name, data, task.first_line, task.first_byte),
         bad_records: 0,
         bad_samples: Vec::new(),
     };

@@ -219,6 +219,7 @@ impl PreparedQuery for PanedQuery {
         let Source::Inline {
             name,
             first_line,
+            first_byte,
             bytes,
         } = source
         else {
@@ -239,7 +240,7 @@ impl PreparedQuery for PanedQuery {
             last: 0,
             max_event: None,
         };
-        let mut locator = Locator::new(name, data, *first_line);
+        let mut locator = Locator::new(name, data, *first_line, *first_byte);
         let (mut bad_records, mut bad_samples) = (0u64, Vec::new());
         // One record, or a line that is not a record (NDJSON syntax).
         let mut record = |rec: Result<(&[u8], &[Span]), String>,
@@ -363,6 +364,7 @@ mod tests {
         PanedQuery::new(q)?.run(&Source::Inline {
             name: "t".into(),
             first_line: 1,
+            first_byte: 0,
             bytes: ByteBuf::from(data.as_bytes().to_vec()),
         })
     }

@@ -181,17 +181,22 @@ pub(crate) struct Locator<'a> {
     name: &'a str,
     data: &'a [u8],
     first_line: u64,
+    /// Byte offset of `data[0]` in the whole input (a stream's batch
+    /// starts far into it).
+    first_byte: u64,
     /// `(offset, line at offset)` of the last lookup.
     last: (usize, u64),
 }
 
 impl<'a> Locator<'a> {
-    /// Offsets into `data`, whose first byte is on line `first_line`.
-    pub(crate) fn new(name: &'a str, data: &'a [u8], first_line: u64) -> Self {
+    /// Offsets into `data`, whose first byte is on line `first_line` and
+    /// at byte `first_byte` of the input.
+    pub(crate) fn new(name: &'a str, data: &'a [u8], first_line: u64, first_byte: u64) -> Self {
         Locator {
             name,
             data,
             first_line,
+            first_byte,
             last: (0, first_line),
         }
     }
@@ -209,7 +214,7 @@ impl<'a> Locator<'a> {
         Location {
             path: self.name.to_string(),
             line: Some(line),
-            byte_offset: offset as u64,
+            byte_offset: self.first_byte + offset as u64,
         }
     }
 }
@@ -250,12 +255,16 @@ mod tests {
     #[test]
     fn locator_counts_lines() {
         let data = b"a\nb\nc\nd\n";
-        let mut l = Locator::new("x", data, 1);
+        let mut l = Locator::new("x", data, 1, 0);
         assert_eq!(l.at(4).line, Some(3));
         assert_eq!(l.at(6).line, Some(4));
         assert_eq!(l.at(0).line, Some(1));
-        let mut l = Locator::new("x", data, 10);
+        let mut l = Locator::new("x", data, 10, 0);
         assert_eq!(l.at(2).line, Some(11));
+        // A stream's batch that starts at byte 1000 of the input.
+        let mut l = Locator::new("x", data, 10, 1000);
+        let at = l.at(2);
+        assert_eq!((at.line, at.byte_offset), (Some(11), 1002));
     }
 
     #[test]

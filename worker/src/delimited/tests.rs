@@ -87,6 +87,7 @@ fn run_chunk_with(
         data,
         name: "mem.csv",
         first_line: 1,
+        first_byte: 0,
         start,
         end,
         start_in_quotes: siq,
@@ -101,6 +102,7 @@ fn run_inline(q: &QuerySpec, data: &[u8], first_line: u64) -> Result<TaskOutput,
     prepared.run(&Source::Inline {
         name: "<stdin>".into(),
         first_line,
+        first_byte: 0,
         bytes: ByteBuf::from(data.to_vec()),
     })
 }
@@ -742,6 +744,7 @@ fn a_recycled_partial_holds_only_the_next_tasks_groups() {
         let inline = |bytes: &[u8]| Source::Inline {
             name: "<stdin>".into(),
             first_line: 1,
+            first_byte: 0,
             bytes: ByteBuf::from(bytes.to_vec()),
         };
         let mut reused = Delimited::new(&q).expect("query");
