@@ -119,8 +119,9 @@ fn parse_windows(stdout: &str, size: i64) -> Windows {
     out
 }
 
-/// Runs `tally stream ARGS` with `input` on stdin.
-fn stream(args: &[&str], input: Vec<u8>) -> (String, String) {
+/// Runs `tally stream ARGS` with `input` on stdin, succeeding or not; no
+/// worker outlives it.
+fn stream_output(args: &[&str], input: Vec<u8>) -> std::process::Output {
     let mut t = Tally::new(["stream"].iter().chain(args));
     let tag = t.tag().to_string();
     let mut child = t.spawn_piped();
@@ -131,6 +132,12 @@ fn stream(args: &[&str], input: Vec<u8>) -> (String, String) {
     let out = child.wait_with_output().expect("tally output");
     writer.join().expect("writer");
     crate::util::assert_no_workers_left(&tag);
+    out
+}
+
+/// Runs `tally stream ARGS` with `input` on stdin; it must succeed.
+fn stream(args: &[&str], input: Vec<u8>) -> (String, String) {
+    let out = stream_output(args, input);
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "tally stream failed: {stderr}");
     (String::from_utf8(out.stdout).expect("utf-8"), stderr)
@@ -597,7 +604,6 @@ fn a_bad_record_deep_in_a_stream_is_named_by_its_line_and_byte() {
     let (line, byte) = (150_002, input.len());
     input.extend_from_slice(b"no delimiter here\ns1;2.0\n");
     let args = [
-        "stream",
         "--header",
         "-d",
         ";",
@@ -612,16 +618,7 @@ fn a_bad_record_deep_in_a_stream_is_named_by_its_line_and_byte() {
         "-j",
         "2",
     ];
-    let mut t = Tally::new(args.iter());
-    let tag = t.tag().to_string();
-    let mut child = t.spawn_piped();
-    let mut stdin = child.stdin.take().expect("stdin");
-    let writer = std::thread::spawn(move || {
-        let _ = stdin.write_all(&input);
-    });
-    let out = child.wait_with_output().expect("tally output");
-    writer.join().expect("writer");
-    crate::util::assert_no_workers_left(&tag);
+    let out = stream_output(&args, input);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "a bad record passed: {stderr}");
     let want = format!("<stdin>:{line} (byte {byte})");
