@@ -179,3 +179,31 @@ fn events_every_format_any_worker_count() {
         }
     }
 }
+
+#[test]
+fn many_groups_any_worker_count_and_chunk_size() {
+    // 300,000 stations in 1M rows: a task of the larger chunks holds more
+    // groups than the fast table's first sizes (and than its old limit of
+    // 65,536), so its table grows while tasks run, in every worker.
+    let file = generated(
+        "1brc-1m-300k-stations.txt",
+        &["1brc", "--rows", "1000000", "--stations", "300000"],
+    );
+    let out = same_bytes_everywhere(
+        "1M rows, 300,000 stations",
+        &crate::util::onebrc_query(&file, EXACT_AGGS, "csv"),
+        &["64M", "2M", "256K"],
+    );
+    let text = String::from_utf8(out).unwrap();
+    let records = parse_csv(&text);
+    let groups = records.len() - 1;
+    assert!(
+        (200_000..=300_000).contains(&groups),
+        "{groups} stations in 1M rows of 300,000"
+    );
+    let rows: u64 = records[1..]
+        .iter()
+        .map(|r| r[1].parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(rows, 1_000_000);
+}

@@ -87,7 +87,7 @@ struct KeptTables {
     /// the next, so a task starts with its keys in place instead of
     /// inserting them all again.
     fast: Option<fast::FastTable>,
-    /// Set once a task filled the fast table (65,536 keys):
+    /// Set once a task filled the fast table (4,194,304 keys):
     /// the file has more keys than the fast path takes, and its groups
     /// would all be merged into the general table again; later tasks go
     /// the general way from their first record (same results).
