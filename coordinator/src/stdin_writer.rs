@@ -117,11 +117,13 @@ impl StdinWriter {
         let mut written = 0;
         let direct = self.shared.direct && frame.len() <= DIRECT_MAX;
         if direct && state.queued.is_empty() && !state.writing {
-            let Some(pipe) = state.pipe.clone() else {
+            // The lock is held while writing: the thread cannot start on
+            // the queue meanwhile.
+            let Some(mut pipe) = state.pipe.as_deref() else {
                 return Err(SendError::Closed);
             };
             while let Some(rest) = frame.get(written..).filter(|r| !r.is_empty()) {
-                match (&*pipe).write(rest) {
+                match pipe.write(rest) {
                     Ok(n) => written += n,
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                     // Full (or failing: the thread then reports why).
@@ -200,9 +202,9 @@ fn drain(shared: &Shared, on_error: impl FnOnce(String)) {
 }
 
 /// Writes all of `frame`, waiting for room in a non-blocking pipe.
-fn write_waiting(pipe: &ChildStdin, mut frame: &[u8]) -> std::io::Result<()> {
+fn write_waiting(mut pipe: &ChildStdin, mut frame: &[u8]) -> std::io::Result<()> {
     while !frame.is_empty() {
-        match (&*pipe).write(frame) {
+        match pipe.write(frame) {
             Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
             Ok(n) => frame = frame.get(n..).unwrap_or_default(),
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
