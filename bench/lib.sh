@@ -41,3 +41,27 @@ measured_rev() {
     git diff --quiet HEAD -- . ':!BENCHMARKS.md' 2>/dev/null || rev="$rev (with uncommitted changes)"
     echo "$rev"
 }
+
+# The 1BRC query of Q1, Q2 and Q4 as `tally run` flags: min/mean/max of
+# temp by station over `station;temp` lines, printed in the 1BRC format.
+# shellcheck disable=SC2034 # used by the scripts that source this file
+ONEBRC_QUERY=(--delimiter ';' --no-header --columns station,temp --by station
+    --agg 'min(temp),mean(temp),max(temp)' --format 1brc)
+
+# q WORD: WORD quoted for a command that runs through `bash -c`.
+q() { printf '%q' "$1"; }
+
+# kernel_cmd SCAN_FILE FILE N: a command (for `bash -c`) that runs the
+# kernel alone (worker/examples/scan_file, the 1BRC query) in N processes
+# side by side, each on an Nth of FILE; N = 1 reads the whole file.
+kernel_cmd() {
+    local s f n=$3 i cmd=""
+    s=$(q "$1")
+    f=$(q "$2")
+    if [ "$n" -eq 1 ]; then
+        echo "$s $f file"
+        return
+    fi
+    for ((i = 0; i < n; i++)); do cmd+="$s $f file $i/$n & "; done
+    echo "${cmd}wait"
+}

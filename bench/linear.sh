@@ -26,8 +26,6 @@ BIG=bench/data/q1-$BIG_ROWS.txt
 # way (2 MiB folios, see `uncache` in bench/lib.sh), not one in the 4 KiB
 # pages a fresh `tally gen` leaves.
 uncache "$SMALL" "$BIG"
-query=(--delimiter ';' --no-header --columns station,temp --by station
-    --agg 'min(temp),mean(temp),max(temp)' --format 1brc)
 OUT=bench/results/linear.txt
 : > "$OUT"
 
@@ -37,7 +35,7 @@ OUT=bench/results/linear.txt
 # and 12.8x in two sittings, same binaries).
 python3 bench/alternate.py --warmup 1 --runs "$RUNS" \
     --export-json bench/results/linear.json \
-    -n 50M "$TALLY run $SMALL ${query[*]@Q}" -n big "$TALLY run $BIG ${query[*]@Q}"
+    -n 50M "$TALLY run $SMALL ${ONEBRC_QUERY[*]@Q}" -n big "$TALLY run $BIG ${ONEBRC_QUERY[*]@Q}"
 python3 - "$BIG_ROWS" "$RUNS" >> "$OUT" <<'PY'
 import json, statistics, sys
 r = json.load(open("bench/results/linear.json"))["results"]
@@ -53,7 +51,7 @@ PY
 
 # Peak RssAnon (kB) of the coordinator and of its workers, sampled every 10 ms.
 peak() {
-    "$TALLY" run "$1" "${query[@]}" > /dev/null &
+    "$TALLY" run "$1" "${ONEBRC_QUERY[@]}" > /dev/null &
     local pid=$! maxc=0 maxw=0 v w
     while kill -0 "$pid" 2>/dev/null; do
         v=$(awk '/RssAnon/ {print $2}' "/proc/$pid/status" 2>/dev/null || true)

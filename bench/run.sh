@@ -121,7 +121,6 @@ make_data() {
 # ---------------------------------------------------------------- commands
 
 # Shell-quoted command lines, as hyperfine runs them through a shell.
-q() { printf '%q' "$1"; }
 
 tally_cmd() { # query file [extra tally flags...]
     local query=$1 file=$2
@@ -129,7 +128,7 @@ tally_cmd() { # query file [extra tally flags...]
     local extra=${*:+ $*}
     case $query in
         q1 | q2 | q4)
-            echo "$(q "$TALLY") run $(q "$file")$extra --delimiter ';' --no-header --columns station,temp --by station --agg 'min(temp),mean(temp),max(temp)' --format 1brc"
+            echo "$(q "$TALLY") run $(q "$file")$extra ${ONEBRC_QUERY[*]@Q}"
             ;;
         q3)
             echo "$(q "$TALLY") run $(q "$file")$extra --by country --agg 'count,sum(bytes),mean(latency_ms),min(latency_ms),max(latency_ms),stddev(latency_ms)' --format csv"
@@ -166,11 +165,8 @@ run_workers() {
     # when this script built tally (the example is built with it).
     local kernel=()
     if [ -n "${SCAN_FILE:-}" ] && [ -x "$SCAN_FILE" ]; then
-        local s f
-        s=$(q "$SCAN_FILE")
-        f=$(q "$file")
-        kernel=(-n k1 "$s $f file"
-            -n k2 "$s $f file 0/2 & $s $f file 1/2 & wait")
+        kernel=(-n k1 "$(kernel_cmd "$SCAN_FILE" "$file" 1)"
+            -n k2 "$(kernel_cmd "$SCAN_FILE" "$file" 2)")
         log "q1: tally -j1 vs -j2; the kernel alone in one process vs two"
     else
         log "q1: tally -j1 vs -j2 (TALLY given: no kernel-alone ceiling)"
@@ -231,7 +227,7 @@ run_memory() {
 write_meta() {
     local git_rev
     git_rev=$(measured_rev)
-    local cmd="QUERIES='$QUERIES' RUNS=$RUNS Q1_ROWS=$Q1_ROWS Q2_ROWS=$Q2_ROWS Q3_ROWS=$Q3_ROWS Q4_ROWS=$Q4_ROWS EXTRAS=$EXTRAS bench/run.sh"
+    local cmd="QUERIES='$QUERIES' RUNS=$RUNS Q1_ROWS=$Q1_ROWS Q2_ROWS=$Q2_ROWS Q3_ROWS=$Q3_ROWS Q4_ROWS=$Q4_ROWS EXTRAS=$EXTRAS SCALING_RUNS=$SCALING_RUNS bench/run.sh"
     {
         printf 'command\t%s\n' "$cmd"
         printf 'date\t%s\n' "$(date -u '+%Y-%m-%d %H:%M UTC')"

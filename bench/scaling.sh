@@ -45,7 +45,6 @@ fi
 [ -x "$SCAN_FILE" ] || die "no scan_file binary at $SCAN_FILE"
 
 mkdir -p bench/data bench/results
-q() { printf '%q' "$1"; }
 OUT=bench/results/scaling.md
 {
     echo "# Scaling ($(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs, tally $(measured_rev))"
@@ -62,14 +61,11 @@ for query in $QUERIES; do
     [ -s "$file" ] || "$TALLY" gen "${gen_args[@]}" -o "$file"
     # From disk, then read once: the page cache as bench/run.sh leaves it.
     uncache "$file"
-    "$TALLY" run "$file" --delimiter ';' --no-header --columns station,temp --by station \
-        --agg 'min(temp),mean(temp),max(temp)' --format 1brc >/dev/null
+    "$TALLY" run "$file" "${ONEBRC_QUERY[@]}" >/dev/null
     cmds=()
     for j in $WORKERS; do
-        cmds+=(-n "tally-j$j" "$(q "$TALLY") run $(q "$file") -j $j --delimiter ';' --no-header --columns station,temp --by station --agg 'min(temp),mean(temp),max(temp)' --format 1brc")
-        kernel=""
-        for ((i = 0; i < j; i++)); do kernel+="$(q "$SCAN_FILE") $(q "$file") file $i/$j & "; done
-        cmds+=(-n "kernel-$j" "${kernel}wait")
+        cmds+=(-n "tally-j$j" "$(q "$TALLY") run $(q "$file") -j $j ${ONEBRC_QUERY[*]@Q}")
+        cmds+=(-n "kernel-$j" "$(kernel_cmd "$SCAN_FILE" "$file" "$j")")
     done
     printf '\n==> %s: %s\n' "$query" "workers $WORKERS" >&2
     json=bench/results/scaling-$query.json
